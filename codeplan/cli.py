@@ -1,0 +1,219 @@
+"""The `codeplan` command: one thin Typer app. Each sub-command parses its flags into the stage's
+config and calls that stage's one function; all the work lives in the modules it imports."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from codeplan.errors import InputError, SetupError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Distil an LLM's planning skill into a small code model (CodePLAN).")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and convert benchmark data.")
+app.add_typer(data_app, name="data")
+
+# Flags shared by every command that reads problems.
+DataPath = Annotated[str, typer.Option("--data", help="File, folder, 'humaneval', or hub:DATASET_ID.")]
+Format = Annotated[Optional[str], typer.Option(help="Force the data format instead of detecting it.")]
+Split = Annotated[Optional[str], typer.Option(help="Split to select (e.g. train, test).")]
+Difficulty = Annotated[Optional[str], typer.Option(help="Comma-separated difficulties to keep.")]
+Limit = Annotated[Optional[int], typer.Option(help="Keep at most this many problems.")]
+SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Skip bad records with a counted warning.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings; flags override it.")]
+
+
+def _data(path: str, format: str | None, split: str | None, difficulty: str | None, limit: int | None,
+          skip_invalid: bool) -> dict[str, Any]:
+    return {"path": path, "format": format, "split": split, "limit": limit, "skip_invalid": skip_invalid or None,
+            "difficulty": [d.strip() for d in difficulty.split(",") if d.strip()] if difficulty else None}
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input and missing setup end in one clear line and exit status 2, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (InputError, SetupError) as err:
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted: finished work is saved; run the same command again to resume.",
+                        fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+@data_app.command("inspect")
+@user_errors
+def data_inspect(
+    path: Annotated[str, typer.Argument(help="File, folder, 'humaneval', or hub:DATASET_ID.")],
+    format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
+    skip_invalid: SkipInvalid = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Counts by split, difficulty and kind; tests per problem; share with public tests."""
+    from codeplan.config import DataConfig
+    from codeplan.data import inspect_problems
+
+    inspect_problems(DataConfig.load(None, **_data(path, format, split, difficulty, limit, skip_invalid)), as_json=as_json)
+
+
+@data_app.command("convert")
+@user_errors
+def data_convert(
+    path: Annotated[str, typer.Argument(help="File, folder, 'humaneval', or hub:DATASET_ID.")],
+    out: Annotated[Path, typer.Option(help="Canonical problems JSONL to write.")],
+    format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """Write problems in the canonical JSONL format."""
+    from codeplan.config import DataConfig
+    from codeplan.data import convert_problems
+
+    convert_problems(DataConfig.load(None, **_data(path, format, split, difficulty, limit, skip_invalid)), out)
+
+
+# ---- stages -------------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def distill(
+    data: DataPath,
+    out: Annotated[Path, typer.Option(help="plans.jsonl to write (appended to; re-runs resume).")],
+    teacher_url: Annotated[Optional[str], typer.Option(help="Base URL of an OpenAI-compatible server.")] = None,
+    teacher_model: Annotated[Optional[str], typer.Option(help="Model name on that server.")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Local teacher: hf:MODEL (hub id, folder or .gguf).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight at once.")] = None,
+    forward: Annotated[bool, typer.Option("--forward", help="Plan from the statement alone (ablation).")] = False,
+    config: ConfigFile = None,
+    format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """Stage 1: a teacher writes the plan behind each reference solution (backward reasoning)."""
+    from codeplan.distill import DistillConfig, distill as run_distill
+
+    cfg = DistillConfig.load(
+        config, data=_data(data, format, split, difficulty, limit, skip_invalid),
+        out=str(out), teacher_url=teacher_url, teacher_model=teacher_model, teacher=teacher,
+        concurrency=concurrency, forward=forward or None)
+    run_distill(cfg)
+
+
+@app.command()
+@user_errors
+def train(
+    data: DataPath,
+    plans: Annotated[Path, typer.Option(help="plans.jsonl from `codeplan distill`.")],
+    student: Annotated[str, typer.Option(help="Hub id, local folder or .gguf file.")],
+    out: Annotated[Path, typer.Option(help="Folder for checkpoints and the final model.")],
+    mode: Annotated[Optional[str], typer.Option(help="codeplan (code + plan tasks) or baseline (code only).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.")] = False,
+    config: ConfigFile = None,
+    format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """Stage 2: fine-tune the student on problem->plan and problem->code (or code only)."""
+    from codeplan.train import TrainConfig, train as run_train
+
+    cfg = TrainConfig.load(
+        config, data=_data(data, format, split, difficulty, limit, skip_invalid),
+        plans=str(plans), student=student, out=str(out), mode=mode, resume=resume or None)
+    run_train(cfg)
+
+
+@app.command()
+@user_errors
+def generate(
+    model: Annotated[str, typer.Option(help="Trained student: folder, hub id, .gguf, or openai:URL.")],
+    data: DataPath,
+    out: Annotated[Path, typer.Option(help="samples.jsonl to write (re-runs resume).")],
+    strategy: Annotated[Optional[str], typer.Option(help="plan-sampling or direct.")] = None,
+    num_plans: Annotated[Optional[int], typer.Option(help="K: plans sampled per problem.")] = None,
+    codes_per_plan: Annotated[Optional[int], typer.Option(help="M: programs per plan, judged on example tests.")] = None,
+    num_samples: Annotated[Optional[int], typer.Option(help="N: final programs per problem.")] = None,
+    config: ConfigFile = None,
+    format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """Stage 3: sample programs, directly or through plan sampling and selection."""
+    from codeplan.sampling import GenerateConfig, generate as run_generate
+
+    cfg = GenerateConfig.load(
+        config, data=_data(data, format, split, difficulty, limit, skip_invalid),
+        model=model, out=str(out), strategy=strategy, num_plans=num_plans, codes_per_plan=codes_per_plan,
+        num_samples=num_samples)
+    run_generate(cfg)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    data: DataPath,
+    samples: Annotated[Path, typer.Option(help="samples.jsonl to judge.")],
+    out: Annotated[Path, typer.Option(help="results.json to write.")],
+    k: Annotated[Optional[str], typer.Option(help="Comma-separated k for pass@k.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Programs judged at once (default: all cores).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="CPU seconds per test.")] = None,
+    unsafe_no_sandbox: Annotated[bool, typer.Option("--unsafe-no-sandbox", help="Run programs without isolation.")] = False,
+    config: ConfigFile = None,
+    format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """Stage 4: judge samples on hidden tests in the sandbox; pass@k, strict accuracy, test-case average."""
+    from codeplan.judge.evaluate import EvaluateConfig, evaluate as run_evaluate
+
+    cfg = EvaluateConfig.load(
+        config, data=_data(data, format, split, difficulty, limit, skip_invalid),
+        samples=str(samples), out=str(out), workers=workers, timeout=timeout,
+        k=[int(x) for x in k.split(",")] if k else None, unsafe_no_sandbox=unsafe_no_sandbox or None)
+    run_evaluate(cfg)
+
+
+@app.command()
+@user_errors
+def report(
+    results: Annotated[list[Path], typer.Argument(help="One or more results.json files.")],
+    out: Annotated[Path, typer.Option(help="report.md to write (plots and report.json beside it).")],
+) -> None:
+    """Tables and plots from results.json files (baseline against CodePLAN when both are given)."""
+    from codeplan.report import write_report
+
+    write_report([str(path) for path in results], str(out))
+
+
+@app.command()
+@user_errors
+def run(config: Annotated[Path, typer.Argument(help="Pipeline YAML (see configs/).")]) -> None:
+    """The whole pipeline from one config; stages whose outputs are complete are skipped."""
+    from codeplan.pipeline import run_pipeline
+
+    run_pipeline(str(config))
+
+
+@app.command()
+@user_errors
+def serve(
+    model: Annotated[str, typer.Option(help="Model to serve: folder, hub id or .gguf file.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    config: ConfigFile = None,
+) -> None:
+    """An OpenAI-compatible HTTP server for a local model (a trained student)."""
+    from codeplan.serve import ServeConfig, serve as run_serve
+
+    run_serve(ServeConfig.load(config, model=model, host=host, port=port))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

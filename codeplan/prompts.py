@@ -1,0 +1,89 @@
+"""Every prompt template of the toolkit, in one place.
+
+The student prompts are the CodePLAN release's plain-text prompts (no new tokens); the teacher
+prompts are its backward-reasoning chat. Change a template here and every stage follows.
+"""
+
+from __future__ import annotations
+
+from codeplan.problems import Problem
+
+# ---- student (training and inference) ------------------------------------------------------
+
+CODE_TASK_TAG = "[GEN_CODE]"
+PLAN_TASK_TAG = "[GEN_PLAN]"
+STEP_BY_STEP = "Let's think step by step:"
+
+
+def _question_block(problem: Problem) -> str:
+    starter = problem.starter_code.strip("\n")
+    parts = ["QUESTION:", problem.statement.strip("\n")]
+    if starter:
+        parts.append(starter)
+    parts.append(problem.answer_type)
+    return "\n".join(parts) + "\n"
+
+
+def code_prompt(problem: Problem) -> str:
+    """Code task: problem -> program."""
+    return f"{CODE_TASK_TAG}\n{_question_block(problem)}ANSWER:\n"
+
+
+def plan_prompt(problem: Problem) -> str:
+    """Plan task: problem -> numbered solution plan."""
+    return f"{PLAN_TASK_TAG}\n{_question_block(problem)}{STEP_BY_STEP}\n"
+
+
+def plan_conditioned_code_prompt(problem: Problem, plan: str) -> str:
+    """Problem + plan -> program: the prompt used at inference after a plan is chosen."""
+    return f"{plan_prompt(problem)}{plan.strip()}\nANSWER:\n"
+
+
+# ---- teacher (distillation) -----------------------------------------------------------------
+
+TEACHER_SYSTEM = "You are an assistant that helps programmers understand the code step by step."
+
+# One worked example (code, then its numbered plan), written for this project.
+TEACHER_EXAMPLE_CODE = """n = int(input())
+values = list(map(int, input().split()))
+best = values[0]
+for v in values[1:]:
+    if v > best:
+        best = v
+print(best)"""
+
+TEACHER_EXAMPLE_PLAN = """1. Read the number of values n.
+2. Read the n integers into a list.
+3. Keep the first value as the largest seen so far.
+4. Go through the remaining values; whenever one is larger than the largest so far, remember it.
+5. Print the largest value."""
+
+BACKWARD_INSTRUCTION = "Write a step-by-step solution plan following the above code:"
+BACKWARD_INSTRUCTION_MBPP = "Write steps according to the code:"
+FORWARD_INSTRUCTION = "Write a step-by-step solution plan for the above problem, without writing code:"
+
+
+def backward_messages(problem: Problem, solution: str, *, include_statement: bool = False) -> list[dict[str, str]]:
+    """Backward reasoning: the teacher reads a correct solution and writes the plan behind it."""
+    instruction = BACKWARD_INSTRUCTION_MBPP if problem.source == "mbpp" else BACKWARD_INSTRUCTION
+    user = f"code:\n{solution.strip()}\n{instruction}"
+    if include_statement:
+        user = f"problem:\n{problem.statement.strip()}\n{user}"
+    return [
+        {"role": "system", "content": TEACHER_SYSTEM},
+        {"role": "user", "content": f"code:\n{TEACHER_EXAMPLE_CODE}\n{BACKWARD_INSTRUCTION}"},
+        {"role": "assistant", "content": TEACHER_EXAMPLE_PLAN},
+        {"role": "user", "content": user},
+    ]
+
+
+def forward_messages(problem: Problem) -> list[dict[str, str]]:
+    """Forward reasoning (the ablation): the teacher sees only the problem."""
+    return [
+        {"role": "system", "content": TEACHER_SYSTEM},
+        {"role": "user", "content": f"problem:\n{problem.statement.strip()}\n{_starter_note(problem)}{FORWARD_INSTRUCTION}"},
+    ]
+
+
+def _starter_note(problem: Problem) -> str:
+    return f"starter code:\n{problem.starter_code.strip()}\n" if problem.starter_code.strip() else ""
