@@ -63,10 +63,12 @@ def data_inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Counts by split, difficulty and kind; tests per problem; share with public tests."""
-    from codeplan.config import DataConfig
+    # DataConfig.load(None, path=...) would clash with load's own `path` argument: validate directly.
+    from codeplan.config import DataConfig, merge_settings, validate_config
     from codeplan.data import inspect_problems
 
-    inspect_problems(DataConfig.load(None, **_data(path, format, split, difficulty, limit, skip_invalid)), as_json=as_json)
+    inspect_problems(validate_config(DataConfig, merge_settings({}, _data(path, format, split, difficulty, limit, skip_invalid)),
+                        source="command line"), as_json=as_json)
 
 
 @data_app.command("convert")
@@ -78,10 +80,11 @@ def data_convert(
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Write problems in the canonical JSONL format."""
-    from codeplan.config import DataConfig
+    from codeplan.config import DataConfig, merge_settings, validate_config
     from codeplan.data import convert_problems
 
-    convert_problems(DataConfig.load(None, **_data(path, format, split, difficulty, limit, skip_invalid)), out)
+    convert_problems(validate_config(DataConfig, merge_settings({}, _data(path, format, split, difficulty, limit, skip_invalid)),
+                        source="command line"), out)
 
 
 # ---- stages -------------------------------------------------------------------------------------

@@ -1,0 +1,115 @@
+"""Helpers every loader shares: reading records line by line and collecting bad ones."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from codeplan.errors import InputError
+from codeplan.jsonl import open_text
+
+
+class InvalidRecords:
+    """Where loaders report a bad record: raised at once, or (skip_invalid) counted and skipped."""
+
+    def __init__(self, skip: bool) -> None:
+        self.skip = skip
+        self.errors: list[InputError] = []
+
+    def add(self, err: InputError) -> None:
+        if not self.skip:
+            raise err
+        self.errors.append(err)
+
+    def warn(self) -> None:
+        """One counted warning on stderr (stdout may carry --json output)."""
+        if not self.errors:
+            return
+        print(f"warning: skipped {len(self.errors)} invalid record(s); first: {self.errors[0]}", file=sys.stderr)
+
+
+def read_json_lines(path: Path, invalid: InvalidRecords) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a bad line goes to `invalid`, reading goes on."""
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    try:
+        with open_text(path) as handle:
+            lines = handle.readlines()
+    except (OSError, UnicodeDecodeError, EOFError) as err:
+        raise InputError(f"cannot read file ({err})", path=path) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            invalid.add(InputError(f"not valid JSON ({err.msg} at column {err.colno})", path=path, line=number))
+            continue
+        if not isinstance(record, dict):
+            invalid.add(InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=number))
+            continue
+        yield number, record
+
+
+def first_record(path: Path) -> dict[str, Any] | None:
+    """The first JSON object of a JSONL file, for format detection; None when there is none."""
+    with open_text(path) as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    return None
+                return record if isinstance(record, dict) else None
+    return None
+
+
+class Fields:
+    """Typed access to one record's fields; every failure names file, line/folder and field."""
+
+    def __init__(self, record: dict[str, Any], *, path: str | Path, line: int | None = None,
+                 record_id: str | None = None) -> None:
+        self.record = record
+        self.path = path
+        self.line = line
+        self.record_id = record_id
+
+    def error(self, message: str, field: str | None = None) -> InputError:
+        return InputError(message, path=self.path, line=self.line, record=self.record_id, field=field)
+
+    def get(self, field: str, types: type | tuple[type, ...], *, required: bool = True, default: Any = None) -> Any:
+        value = self.record.get(field)
+        if value is None:
+            if required:
+                raise self.error("missing field", field)
+            return default
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+            raise self.error(f"expected {_type_names(types)}, got {type(value).__name__}", field)
+        return value
+
+    def json_field(self, field: str, *, required: bool = True, default: Any = None) -> Any:
+        """A field holding JSON text (APPS's `solutions`, `input_output`); empty text counts as absent."""
+        value = self.record.get(field)
+        if value is None or value == "":
+            if required:
+                raise self.error("missing field", field)
+            return default
+        if not isinstance(value, str):
+            return value  # already decoded (e.g. a re-saved copy): accept it as is
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as err:
+            raise self.error(f"not valid JSON text ({err.msg})", field) from None
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _type_names(types: type | tuple[type, ...]) -> str:
+    names = {"str": "a string", "list": "a list", "dict": "an object", "int": "an integer", "float": "a number",
+             "bool": "true/false"}
+    return " or ".join(names.get(t.__name__, t.__name__) for t in _as_tuple(types))
