@@ -87,3 +87,24 @@ def forward_messages(problem: Problem) -> list[dict[str, str]]:
 
 def _starter_note(problem: Problem) -> str:
     return f"starter code:\n{problem.starter_code.strip()}\n" if problem.starter_code.strip() else ""
+
+
+# ---- chat-template wrapping (instruct students) -------------------------------------------------
+
+def chat_prompt(tokenizer, prompt: str) -> str:
+    """Wrap a student prompt as one user turn in the tokenizer's chat template, ending where the
+    assistant's reply starts. Training (`chat_template: true`) and generation must both use it."""
+    from codeplan.errors import SetupError
+
+    if not getattr(tokenizer, "chat_template", None):
+        raise SetupError("the student's tokenizer has no chat template: train without chat_template")
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+# ---- where a student's answer ends ------------------------------------------------------------
+
+# A student continues past its answer into the next prompt section it saw in training (an
+# untrained or lightly trained one especially); these markers end plans and programs there.
+PLAN_STOP = ("\nANSWER:", "[GEN_CODE]", "[GEN_PLAN]", "\nQUESTION:")
+CODE_STOP = ("[GEN_CODE]", "[GEN_PLAN]", "\nQUESTION:", "\nANSWER:", "\nLet's think step by step:")
