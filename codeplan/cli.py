@@ -193,6 +193,7 @@ def report(
     from codeplan.report import write_report
 
     write_report([str(path) for path in results], str(out))
+    typer.echo(f"wrote {out} (report.json and plots beside it)")
 
 
 @app.command()

@@ -1,0 +1,366 @@
+"""`codeplan report`: markdown and JSON tables plus PNG plots from one or more results.json files.
+
+For each results.json the report reads, where it can find them, the samples it judged (the
+`samples` path recorded in results.json, else samples.jsonl beside it) and their summary
+(samples.summary.json): these add the budget spent and, for plan sampling, every plan choice.
+A run whose label says `baseline` is the reference the others are compared with (else the first).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from codeplan.errors import InputError
+from codeplan.jsonl import read_jsonl, write_json
+
+DIFFICULTY_ORDER = ("introductory", "interview", "competition")
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and check one results.json (the evaluate stage's contract)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("results file not found", path=path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
+    if not isinstance(results, dict):
+        raise InputError("expected a JSON object", path=path)
+    if not isinstance(results.get("pass_at_k"), dict):
+        raise InputError("missing the pass_at_k mapping (is this a results.json from `codeplan evaluate`?)",
+                         path=path, field="pass_at_k")
+    for key, value in results["pass_at_k"].items():
+        if not isinstance(value, (int, float)) or not str(key).isdigit():
+            raise InputError(f"expected k -> number, got {key!r}: {value!r}", path=path, field=f"pass_at_k.{key}")
+    problems = results.get("problems", {})
+    if not isinstance(problems, dict):
+        raise InputError("expected a mapping of problem id -> outcome", path=path, field="problems")
+    return results
+
+
+def _label(path: Path, results: dict[str, Any]) -> str:
+    for source in (results, results.get("meta") or {}):
+        if isinstance(source.get("label"), str) and source["label"]:
+            return source["label"]
+    parent = path.parent
+    if path.name == "results.json" and parent.name:
+        return f"{parent.parent.name}/{parent.name}" if parent.parent.name else parent.name
+    return path.stem
+
+
+def _samples_path(path: Path, results: dict[str, Any]) -> Path | None:
+    candidates = []
+    for source in (results, results.get("meta") or {}, results.get("config") or {}):
+        value = source.get("samples") if isinstance(source, dict) else None
+        if isinstance(value, str):
+            candidates += [Path(value), path.parent / value]
+    candidates.append(path.parent / "samples.jsonl")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _summary_of(samples: Path | None) -> dict[str, Any] | None:
+    if samples is None:
+        return None
+    from codeplan.sampling import sidecar_paths, summarize_samples
+
+    summary_path = sidecar_paths(samples)[1]
+    if summary_path.is_file():
+        try:
+            return json.loads(summary_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            pass
+    return summarize_samples(samples)
+
+
+def _selections(samples: Path | None) -> dict[str, dict[str, Any]]:
+    """problem id -> {selection, plan} of the first sample of each plan-sampled problem."""
+    if samples is None:
+        return {}
+    chosen: dict[str, dict[str, Any]] = {}
+    for row in read_jsonl(samples, skip_torn_tail=True):
+        if row.get("selection") and row["problem_id"] not in chosen:
+            chosen[row["problem_id"]] = {"selection": row["selection"], "plan": row.get("plan", "")}
+    return chosen
+
+
+# ---- numbers ------------------------------------------------------------------------------------
+
+
+def _pass_at_k(block: Any) -> dict[str, float]:
+    """pass@k of a per-difficulty entry, which may be {"pass_at_k": {...}, ...} or {k: value}."""
+    if not isinstance(block, dict):
+        return {}
+    inner = block.get("pass_at_k", block)
+    return {str(k): float(v) for k, v in inner.items() if str(k).isdigit() and isinstance(v, (int, float))}
+
+
+def _per_difficulty(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    table = {}
+    for name, block in (results.get("per_difficulty") or {}).items():
+        if isinstance(block, dict):
+            table[name] = {"pass_at_k": _pass_at_k(block), "problems": block.get("problems", block.get("count")),
+                           "strict_accuracy": block.get("strict_accuracy"),
+                           "test_case_average": block.get("test_case_average")}
+    return dict(sorted(table.items(), key=lambda item: (DIFFICULTY_ORDER.index(item[0])
+                                                        if item[0] in DIFFICULTY_ORDER else 99, item[0])))
+
+
+def relative_change(new: float | None, reference: float | None) -> float | None:
+    """(new - reference) / reference; None when the reference is zero or missing."""
+    if new is None or reference is None or reference == 0:
+        return None
+    return (new - reference) / reference
+
+
+def _fmt(value: Any, *, percent: bool = True) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and percent:
+        return f"{100 * value:.2f}"
+    return str(value)
+
+
+def _num(value: Any) -> str:
+    """A count or an average: no decimals when it is whole, two at most otherwise."""
+    if value is None:
+        return "n/a"
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.2f}".rstrip("0")
+
+
+def _fmt_change(change: float | None, new: float | None, reference: float | None) -> str:
+    if change is None:
+        if new is not None and reference == 0:
+            return "n/a (reference 0)" if new else "0"
+        return "n/a"
+    return f"{100 * change:+.1f}%"
+
+
+# ---- building the report ------------------------------------------------------------------------
+
+
+def build_report(paths: list[str], labels: list[str] | None = None,
+                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report as data (what report.json holds)."""
+    if not paths:
+        raise InputError("no results.json given")
+    runs = []
+    for index, raw in enumerate(paths):
+        path = Path(raw)
+        results = load_results(path)
+        samples = _samples_path(path, results)
+        label = labels[index] if labels and index < len(labels) else _label(path, results)
+        problems = results.get("problems", {})
+        runs.append({
+            "label": label, "results": str(path), "samples": str(samples) if samples else None,
+            "problems": len(problems) or None,
+            "samples_per_problem": (sum(int(p.get("n", 0)) for p in problems.values()) / len(problems)) if problems else None,
+            "solved": sum(1 for p in problems.values() if int(p.get("c", 0)) > 0) if problems else None,
+            "pass_at_k": _pass_at_k(results["pass_at_k"]),
+            "strict_accuracy": results.get("strict_accuracy"),
+            "test_case_average": results.get("test_case_average"),
+            "per_difficulty": _per_difficulty(results),
+            "generation": _summary_of(samples),
+            "meta": results.get("meta") or {},
+        })
+    seen: dict[str, int] = {}
+    for run in runs:  # labels must be unique to name table columns
+        if run["label"] in seen:
+            seen[run["label"]] += 1
+            run["label"] = f"{run['label']} ({seen[run['label']]})"
+        else:
+            seen[run["label"]] = 1
+    ks = sorted({int(k) for run in runs for k in run["pass_at_k"]})
+    reference = next((run for run in runs if "baseline" in run["label"].lower()), runs[0])
+    comparisons = []
+    for run in runs:
+        if run is reference:
+            continue
+        rows = []
+        for name, new, ref in [(f"pass@{k}", run["pass_at_k"].get(str(k)), reference["pass_at_k"].get(str(k))) for k in ks] + [
+                ("strict accuracy", run["strict_accuracy"], reference["strict_accuracy"]),
+                ("test-case average", run["test_case_average"], reference["test_case_average"])]:
+            rows.append({"metric": name, "reference": ref, "value": new, "relative_change": relative_change(new, ref)})
+        comparisons.append({"reference": reference["label"], "run": run["label"], "rows": rows})
+    return {"runs": runs, "ks": ks, "reference": reference["label"], "comparisons": comparisons, "meta": meta or {},
+            "selections": {run["label"]: _selections(Path(run["samples"])) if run["samples"] else {} for run in runs}}
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
+    ks, runs = report["ks"], report["runs"]
+    out = ["# codeplan report", ""]
+    out += ["## Results (hidden tests)", "", "All figures in percent: pass@k (unbiased estimator), strict accuracy "
+            "(problems solved on every hidden test, APPS-style) and test-case average (mean share of hidden tests "
+            "passed), as computed by `codeplan evaluate`.", ""]
+    out += _table(["run", "problems", "programs/problem", *[f"pass@{k}" for k in ks], "strict acc.", "test-case avg."],
+                  [[run["label"], _fmt(run["problems"]), _num(run["samples_per_problem"]),
+                    *[_fmt(run["pass_at_k"].get(str(k))) for k in ks], _fmt(run["strict_accuracy"]),
+                    _fmt(run["test_case_average"])] for run in runs])
+    for comparison in report["comparisons"]:
+        out += [f"## {comparison['run']} against {comparison['reference']}", ""]
+        out += _table(["metric", comparison["reference"], comparison["run"], "relative change"],
+                      [[row["metric"], _fmt(row["reference"]), _fmt(row["value"]),
+                        _fmt_change(row["relative_change"], row["value"], row["reference"])] for row in comparison["rows"]])
+    difficulties = sorted({d for run in runs for d in run["per_difficulty"]},
+                          key=lambda d: DIFFICULTY_ORDER.index(d) if d in DIFFICULTY_ORDER else 99)
+    if difficulties:
+        out += ["## By difficulty", ""]
+        rows = []
+        for run in runs:
+            for difficulty in difficulties:
+                block = run["per_difficulty"].get(difficulty)
+                if block:
+                    rows.append([run["label"], difficulty, _fmt(block["problems"]),
+                                 *[_fmt(block["pass_at_k"].get(str(k))) for k in ks], _fmt(block["strict_accuracy"]),
+                                 _fmt(block["test_case_average"])])
+        out += _table(["run", "difficulty", "problems", *[f"pass@{k}" for k in ks], "strict acc.", "test-case avg."], rows)
+    if "pass_at_k" in plots:
+        out += [f"![pass@k by difficulty]({plots['pass_at_k']})", ""]
+    budget_rows = []
+    for run in runs:
+        gen = run["generation"]
+        if gen and gen.get("problems"):
+            per = gen.get("budget_per_problem", {})
+            budget_rows.append([run["label"], str(gen.get("strategy")), _num(per.get("model_calls")), _num(per.get("sequences")),
+                                _num(per.get("completion_tokens")), _num(per.get("programs_judged")), _num(per.get("seconds"))])
+    if budget_rows:
+        out += ["## Generation budget (per problem)", "",
+                "Plan sampling spends K plans + K x M judged programs + N final programs; compare strategies at "
+                "equal cost with these numbers.", ""]
+        out += _table(["run", "strategy", "model calls", "sequences", "tokens generated", "programs judged (example tests)",
+                       "seconds"], budget_rows)
+    if "plans" in plots:
+        out += ["## Plan sampling", "", "Problems whose chosen plan (by the run's rule, among the first k sampled) had a "
+                "program passing every public example test, as k grows (the paper's Figure 5, on example tests):", "",
+                f"![solved vs sampled plans]({plots['plans']})", ""]
+    for run in runs:
+        chosen = report["selections"].get(run["label"]) or {}
+        if not chosen:
+            continue
+        gen = run["generation"] or {}
+        out += [f"## Plan selection: {run['label']}", ""]
+        sel = gen.get("selection", {})
+        if sel:
+            out += [f"Rules applied: {', '.join(f'{rule} ({count})' for rule, count in sel.get('rules', {}).items())}; "
+                    f"chosen plan had a program passing all example tests on {sel.get('chosen_plan_passed_examples')} "
+                    f"of {gen.get('problems')} problems.", ""]
+        out += ["<details><summary>Why each plan was chosen</summary>", ""]
+        out += _table(["problem", "plan", "reason", "first line of the plan"],
+                      [[pid, str(c["selection"]["chosen"]), c["selection"]["reason"],
+                        (c["plan"].strip().splitlines() or [""])[0][:80]] for pid, c in sorted(chosen.items())])
+        out += ["</details>", ""]
+    out += ["## Run metadata", ""]
+    meta_rows = [[key, json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value]
+                 for key, value in report["meta"].items()]
+    for run in runs:
+        gen = run["generation"] or {}
+        config = gen.get("config") or {}
+        details = {"results": run["results"], "samples": run["samples"], "model": config.get("model"),
+                   "data": (config.get("data") or {}).get("path"), "seed": config.get("seed"),
+                   "generation seconds": (gen.get("budget") or {}).get("seconds"),
+                   **{k: v for k, v in run["meta"].items() if isinstance(v, (str, int, float))}}
+        meta_rows.append([run["label"], ", ".join(f"{k}={v}" for k, v in details.items() if v is not None)])
+    out += _table(["item", "value"], meta_rows)
+    return "\n".join(out)
+
+
+# ---- plots --------------------------------------------------------------------------------------
+
+
+def _plot_pass_at_k(report: dict[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, ks = report["runs"], report["ks"][:3]
+    if not ks:
+        return False
+    groups = sorted({d for run in runs for d in run["per_difficulty"]},
+                    key=lambda d: DIFFICULTY_ORDER.index(d) if d in DIFFICULTY_ORDER else 99) + ["all"]
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.5 * len(ks), 3.6), squeeze=False)
+    width = 0.8 / max(1, len(runs))
+    for ax, k in zip(axes[0], ks):
+        for i, run in enumerate(runs):
+            values = [100 * (run["per_difficulty"].get(g, {}).get("pass_at_k", {}).get(str(k)) or 0.0) if g != "all"
+                      else 100 * (run["pass_at_k"].get(str(k)) or 0.0) for g in groups]
+            ax.bar([x + i * width for x in range(len(groups))], values, width, label=run["label"])
+        ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(groups))], groups, rotation=15)
+        ax.set_title(f"pass@{k}")
+        ax.set_ylabel("% of problems")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plot_plans(report: dict[str, Any], path: Path) -> list[str]:
+    """Problems with an example-passing chosen plan against the number of plans sampled (Fig. 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from codeplan.sampling import PlanScore, solved_by_plan_count
+
+    curves = {}
+    for label, chosen in report["selections"].items():
+        if not chosen:
+            continue
+        rule = next(iter(chosen.values()))["selection"]["rule"]
+        scores = [[PlanScore.from_record(s) for s in c["selection"]["scores"]] for c in chosen.values()]
+        curves[label] = solved_by_plan_count(scores, rule if rule != "first" else "pass-share")
+    if not curves:
+        return []
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, counts in curves.items():
+        ax.plot(range(1, len(counts) + 1), counts, marker="o", label=label)
+    ax.set_xlabel("plans sampled per problem")
+    ax.set_ylabel("problems solved on example tests")
+    ax.set_title("Solved problems vs sampled plans")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    for label, counts in curves.items():
+        report.setdefault("plans_curve", {})[label] = counts
+    return list(curves)
+
+
+def write_report(paths: list[str], out: str, *, labels: list[str] | None = None,
+                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write report.md, report.json and PNG plots beside it; return the report data."""
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    report = build_report(paths, labels, meta)
+    stem = out_path.stem
+    plots: dict[str, str] = {}
+    pass_png = out_path.with_name(f"{stem}-pass-at-k.png")
+    if _plot_pass_at_k(report, pass_png):
+        plots["pass_at_k"] = pass_png.name
+    plans_png = out_path.with_name(f"{stem}-plans.png")
+    plotted = _plot_plans(report, plans_png)
+    if plotted:
+        plots["plans"] = plans_png.name
+    report["plots"] = plots
+    markdown = render_markdown(report, plots)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(markdown + "\n", encoding="utf-8")
+    tmp.replace(out_path)
+    write_json(out_path.with_suffix(".json"), report)
+    report["markdown"] = markdown
+    return report
