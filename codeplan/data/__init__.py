@@ -9,6 +9,7 @@ Public API:
 
 from __future__ import annotations
 
+from codeplan.data.apps import load_folder_plans
 from codeplan.data.loading import FORMATS, SAMPLE_PLANS, SAMPLE_PROBLEMS, detect_format, load_problems, select
 from codeplan.data.report import convert_problems, inspect_problems, summarize
 
@@ -19,6 +20,7 @@ __all__ = [
     "convert_problems",
     "detect_format",
     "inspect_problems",
+    "load_folder_plans",
     "load_problems",
     "select",
     "summarize",

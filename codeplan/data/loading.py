@@ -25,8 +25,12 @@ def _loaders() -> dict[str, Loader]:
     # Imported here so that importing codeplan.data stays cheap for commands that only need paths.
     from codeplan.data.canonical import load_canonical
 
-    loaders: dict[str, Loader] = {"canonical": load_canonical}
-    return loaders
+    from codeplan.data.apps import load_apps_folder, load_apps_jsonl
+    from codeplan.data.humaneval import load_evalplus, load_humaneval
+    from codeplan.data.mbpp import load_mbpp
+
+    return {"canonical": load_canonical, "apps-jsonl": load_apps_jsonl, "apps-folder": load_apps_folder,
+            "mbpp": load_mbpp, "humaneval": load_humaneval, "evalplus": load_evalplus}
 
 
 def detect_format(path: Path) -> str:
