@@ -1,0 +1,345 @@
+"""`codeplan run CONFIG.yaml`: distill -> train (each mode) -> generate (each strategy) -> evaluate ->
+report, everything under one run folder, each stage skipped when its output is complete.
+
+Layout of a run folder (runs/NAME by default):
+
+    plans.jsonl                          distill (skipped when the config names existing `plans`)
+    <mode>/model/                        train (train_summary.json inside marks it complete)
+    <mode>/<strategy>/samples.jsonl      generate (+ samples.plans.jsonl, samples.summary.json)
+    <mode>/<strategy>/results.json       evaluate
+    report.md, report.json, *.png        report (rebuilt on every run: it is cheap)
+    run.json                             what ran, with settings, versions and wall times
+    .stages/<stage>.json                 completion markers: the stage's settings and wall time
+
+A stage whose marker exists is skipped; one whose settings changed since is refused with the
+folder to delete, because its output would silently mix two settings otherwise. A stage that was
+interrupted is simply run again: every stage resumes its own partial output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from codeplan.config import DataConfig, StageConfig, read_yaml, validate_config
+from codeplan.errors import InputError, SetupError
+from codeplan.jsonl import write_json
+
+Mode = Literal["codeplan", "baseline"]
+Strategy = Literal["plan-sampling", "direct"]
+
+
+class RunData(StageConfig):
+    """Problems to train on (distill and train) and to test on (generate and evaluate)."""
+
+    train: DataConfig
+    test: DataConfig
+
+
+class TrainLauncher(StageConfig):
+    """How training runs: in this process, or through `accelerate launch` (multi-GPU / multi-node)."""
+
+    kind: Literal["in-process", "accelerate"] = "in-process"
+    num_processes: int = Field(1, ge=1)
+    args: list[str] = Field(default_factory=list)  # more `accelerate launch` flags, e.g. [--mixed_precision, bf16]
+
+
+class RunConfig(StageConfig):
+    """One file for the whole pipeline. Stage sections hold that stage's config fields, minus
+    those the pipeline fills in (data, inputs, outputs)."""
+
+    name: str
+    out: str | None = None  # run folder; default runs/<name>
+    seed: int = 0
+    data: RunData
+    plans: str | None = None  # existing plans.jsonl ("sample" = the bundled plans): no distillation
+    distill: dict[str, Any] = Field(default_factory=dict)  # DistillConfig fields except data, out
+    student: str
+    modes: list[Mode] = Field(default_factory=lambda: ["baseline", "codeplan"])
+    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields except data, plans, student, out, mode
+    train_launcher: TrainLauncher = Field(default_factory=TrainLauncher)
+    strategies: dict[Mode, list[Strategy]] = Field(
+        default_factory=lambda: {"baseline": ["direct"], "codeplan": ["plan-sampling"]})
+    generate: dict[str, Any] = Field(default_factory=dict)  # GenerateConfig fields except data, model, out, strategy
+    generate_backend: Literal["hf", "vllm"] = "hf"  # how the trained students are loaded for generation
+    evaluate: dict[str, Any] = Field(default_factory=dict)  # EvaluateConfig fields except data, samples, out
+    print_report: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        if not self.modes:
+            raise ValueError("name at least one training mode (codeplan, baseline)")
+        if len(set(self.modes)) != len(self.modes):
+            raise ValueError("a mode is named twice")
+        for mode in self.modes:
+            if not self.strategies.get(mode):
+                raise ValueError(f"no generation strategy for mode '{mode}'")
+        if "baseline" in self.modes and "plan-sampling" in self.strategies.get("baseline", []):
+            raise ValueError("the baseline is trained on code only and cannot sample plans: use direct")
+        if self.plans is None and not self.distill:
+            raise ValueError("give either `plans` (an existing plans.jsonl) or a `distill` section")
+        for section, reserved in (("distill", {"data", "out"}), ("train", {"data", "plans", "student", "out", "mode"}),
+                                  ("generate", {"data", "model", "out", "strategy"}),
+                                  ("evaluate", {"data", "samples", "out"})):
+            clash = reserved & set(getattr(self, section))
+            if clash:
+                raise ValueError(f"'{section}.{sorted(clash)[0]}' is set by the pipeline; remove it")
+        return self
+
+    # ---- where things go ----
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.name
+
+    def plans_path(self) -> Path:
+        if self.plans is None:
+            return self.run_dir / "plans.jsonl"
+        if self.plans == "sample":
+            from codeplan.data import SAMPLE_PLANS
+
+            return Path(SAMPLE_PLANS)
+        return Path(self.plans)
+
+    def model_dir(self, mode: str) -> Path:
+        return self.run_dir / mode / "model"
+
+    def samples_path(self, mode: str, strategy: str) -> Path:
+        return self.run_dir / mode / strategy / "samples.jsonl"
+
+    def results_path(self, mode: str, strategy: str) -> Path:
+        return self.run_dir / mode / strategy / "results.json"
+
+    # ---- the stage configs, built from the sections (validation happens here) ----
+
+    def distill_config(self) -> Any:
+        from codeplan.distill import DistillConfig
+
+        values = {**self.distill, "data": self.data.train.model_dump(), "out": str(self.plans_path())}
+        return validate_config(DistillConfig, _with_seed(DistillConfig, values, self.seed), source=f"{self.name}: distill")
+
+    def train_config(self, mode: str) -> Any:
+        from codeplan.train import TrainConfig
+
+        values = {**self.train, "data": self.data.train.model_dump(), "plans": str(self.plans_path()),
+                  "student": self.student, "out": str(self.model_dir(mode)), "mode": mode}
+        return validate_config(TrainConfig, _with_seed(TrainConfig, values, self.seed), source=f"{self.name}: train")
+
+    def generate_config(self, mode: str, strategy: str) -> Any:
+        from codeplan.sampling import GenerateConfig
+
+        values = {**self.generate, "data": self.data.test.model_dump(), "model": ("vllm:" if self.generate_backend == "vllm" else "") + str(self.model_dir(mode)),
+                  "out": str(self.samples_path(mode, strategy)), "strategy": strategy}
+        return validate_config(GenerateConfig, _with_seed(GenerateConfig, values, self.seed), source=f"{self.name}: generate")
+
+    def evaluate_config(self, mode: str, strategy: str) -> Any:
+        from codeplan.judge.evaluate import EvaluateConfig
+
+        values = {**self.evaluate, "data": self.data.test.model_dump(), "samples": str(self.samples_path(mode, strategy)),
+                  "out": str(self.results_path(mode, strategy))}
+        return validate_config(EvaluateConfig, values, source=f"{self.name}: evaluate")
+
+    def runs(self) -> list[tuple[str, str]]:
+        """(mode, strategy) pairs to generate and evaluate, in report order (baseline first)."""
+        return [(mode, strategy) for mode in self.modes for strategy in self.strategies[mode]]
+
+    def validate_stages(self) -> list["Stage"]:
+        """Build every stage's config now, so a bad setting fails before any work is done."""
+        return plan_stages(self)
+
+
+def _with_seed(cls: type[StageConfig], values: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The run's seed for stages that take one and were not given their own."""
+    if "seed" in cls.model_fields and "seed" not in values:
+        values["seed"] = seed
+    return values
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    cfg = validate_config(RunConfig, read_yaml(path), source=str(path))
+    return cfg
+
+
+# ---- stages -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    name: str  # e.g. "train-codeplan"
+    title: str  # what the user sees
+    config: Any  # the stage's own pydantic config
+    output: Path  # the file or folder the stage writes
+    action: Callable[[], Any]
+    complete: Callable[[], bool] | None = None  # the stage's own completion check, where it has one
+
+    def key(self) -> str:
+        payload = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def plan_stages(cfg: RunConfig) -> list[Stage]:
+    stages: list[Stage] = []
+    if cfg.plans is None:
+        distill_cfg = cfg.distill_config()
+        stages.append(Stage("distill", "distill: teacher writes plans", distill_cfg, cfg.plans_path(),
+                            lambda: _call("codeplan.distill", "distill", distill_cfg)))
+    for mode in cfg.modes:
+        train_cfg = cfg.train_config(mode)
+        summary = cfg.model_dir(mode) / "train_summary.json"
+        stages.append(Stage(f"train-{mode}", f"train: {mode}", train_cfg, cfg.model_dir(mode),
+                            lambda c=train_cfg, m=mode: _train(cfg, c, m), complete=summary.is_file))
+    for mode, strategy in cfg.runs():
+        gen_cfg = cfg.generate_config(mode, strategy)
+        stages.append(Stage(f"generate-{mode}-{strategy}", f"generate: {mode} model, {strategy}", gen_cfg,
+                            cfg.samples_path(mode, strategy), lambda c=gen_cfg: _call("codeplan.sampling", "generate", c)))
+    for mode, strategy in cfg.runs():
+        eval_cfg = cfg.evaluate_config(mode, strategy)
+        stages.append(Stage(f"evaluate-{mode}-{strategy}", f"evaluate: {mode} model, {strategy}", eval_cfg,
+                            cfg.results_path(mode, strategy), lambda c=eval_cfg: _call("codeplan.judge.evaluate", "evaluate", c)))
+    return stages
+
+
+def _call(module: str, function: str, config: Any) -> Any:
+    import importlib
+
+    return getattr(importlib.import_module(module), function)(config)
+
+
+def _train(cfg: RunConfig, train_cfg: Any, mode: str) -> Any:
+    if cfg.train_launcher.kind == "in-process":
+        return _call("codeplan.train", "train", train_cfg)
+    return _launch_accelerate(cfg, train_cfg, mode)
+
+
+def accelerate_command(cfg: RunConfig, train_cfg: Any, config_file: Path) -> list[str]:
+    """`accelerate launch ... codeplan train --config FILE ...` for one mode."""
+    script = Path(sys.executable).with_name("codeplan")
+    if not script.is_file():
+        found = shutil.which("codeplan")
+        if not found:
+            raise SetupError("the `codeplan` command is not installed (pip install -e .) - accelerate needs it")
+        script = Path(found)
+    launcher = cfg.train_launcher
+    return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launcher.num_processes),
+            *launcher.args, str(script), "train", "--config", str(config_file), "--data", train_cfg.data.path,
+            "--plans", str(train_cfg.plans), "--student", str(train_cfg.student), "--out", str(train_cfg.out)]
+
+
+def _launch_accelerate(cfg: RunConfig, train_cfg: Any, mode: str) -> None:
+    config_file = cfg.run_dir / mode / "train.yaml"
+    train_cfg.to_yaml(config_file)
+    command = accelerate_command(cfg, train_cfg, config_file)
+    print("$ " + " ".join(command), flush=True)
+    status = subprocess.call(command)
+    if status != 0:
+        raise SetupError(f"accelerate launch exited with status {status} (training of '{mode}')")
+
+
+# ---- completion markers -------------------------------------------------------------------------
+
+
+def _marker(cfg: RunConfig, stage: Stage) -> Path:
+    return cfg.run_dir / ".stages" / f"{stage.name}.json"
+
+
+def stage_done(cfg: RunConfig, stage: Stage) -> bool:
+    """True when the stage finished before with the same settings; an error when with others."""
+    marker = _marker(cfg, stage)
+    if marker.is_file():
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        if recorded.get("key") != stage.key():
+            raise InputError(f"stage '{stage.name}' was completed with other settings; delete {stage.output} and "
+                             f"{marker} (and the stages after it) or choose another run folder (`out`)",
+                             path=str(cfg.run_dir), field=stage.name)
+        return stage.complete() if stage.complete else True
+    return False
+
+
+def _mark_done(cfg: RunConfig, stage: Stage, seconds: float) -> None:
+    write_json(_marker(cfg, stage), {"stage": stage.name, "key": stage.key(), "seconds": round(seconds, 3),
+                                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                     "config": stage.config.model_dump(mode="json")})
+
+
+def _versions() -> dict[str, str]:
+    import codeplan
+
+    versions = {"codeplan": codeplan.__version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "accelerate"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
+            pass
+    return versions
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def run_pipeline(config: str | RunConfig) -> dict[str, Any]:
+    """Run every stage not yet complete, then write and print the report. Returns run.json's content."""
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    cfg = load_run_config(config) if not isinstance(config, RunConfig) else config
+    stages = cfg.validate_stages()
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    timings: dict[str, dict[str, Any]] = {}
+    for number, stage in enumerate(stages, start=1):
+        header = f"[{number}/{len(stages)}] {stage.title}"
+        if stage_done(cfg, stage):
+            recorded = json.loads(_marker(cfg, stage).read_text(encoding="utf-8"))
+            console.print(f"[dim]{header}: done before ({recorded.get('seconds', 0):.0f} s), skipped[/dim]")
+            timings[stage.name] = {"seconds": recorded.get("seconds"), "skipped": True}
+            continue
+        console.print(f"[bold]{header}[/bold] -> {stage.output}")
+        t0 = time.perf_counter()
+        stage.action()
+        seconds = time.perf_counter() - t0
+        _mark_done(cfg, stage, seconds)
+        timings[stage.name] = {"seconds": round(seconds, 3), "skipped": False}
+        console.print(f"    finished in {seconds:.1f} s")
+    record = {"name": cfg.name, "run_dir": str(cfg.run_dir), "student": cfg.student,
+              "teacher": cfg.distill.get("teacher") or cfg.distill.get("teacher_model") if cfg.plans is None else None,
+              "plans": str(cfg.plans_path()), "train_data": cfg.data.train.model_dump(mode="json"),
+              "test_data": cfg.data.test.model_dump(mode="json"), "seed": cfg.seed, "versions": _versions(),
+              "stages": timings, "wall_seconds_this_run": round(time.perf_counter() - started, 3),
+              "config": cfg.model_dump(mode="json")}
+    report = _report(cfg, record)
+    write_json(cfg.run_dir / "run.json", record)
+    total = time.perf_counter() - started
+    console.print(f"[bold green]run '{cfg.name}' complete[/bold green] in {total:.1f} s: {cfg.run_dir / 'report.md'}")
+    if cfg.print_report and report is not None:
+        from rich.markdown import Markdown
+
+        console.print(Markdown(report["markdown"]))
+    return record
+
+
+def _report(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any] | None:
+    from codeplan.report import write_report
+
+    paths = [str(cfg.results_path(mode, strategy)) for mode, strategy in cfg.runs()]
+    labels = [f"{mode}/{strategy}" for mode, strategy in cfg.runs()]
+    stage_seconds = {name: t["seconds"] for name, t in record["stages"].items()}
+    meta = {"run": cfg.name, "student": cfg.student, "teacher": record["teacher"] or f"plans from {record['plans']}",
+            "train data": _describe(cfg.data.train), "test data": _describe(cfg.data.test), "seed": cfg.seed,
+            "versions": record["versions"], "stage seconds": stage_seconds}
+    return write_report(paths, str(cfg.run_dir / "report.md"), labels=labels, meta=meta)
+
+
+def _describe(data: DataConfig) -> str:
+    parts = [data.path] + [f"{k}={v}" for k, v in data.model_dump().items() if k != "path" and v not in (None, False)]
+    return ", ".join(parts)
