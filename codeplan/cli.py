@@ -125,13 +125,40 @@ def train(
     config: ConfigFile = None,
     format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
     skip_invalid: SkipInvalid = False,
+    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the training examples.")] = None,
+    micro_batch_size: Annotated[Optional[int], typer.Option(help="Examples per micro-batch (per device).")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 2e-5).")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16 (mixed precision).")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="alternate (per micro-batch) or proportional.")] = None,
+    plan_head: Annotated[Optional[bool], typer.Option("--plan-head/--shared-head", help="Separate plan output head.")] = None,
+    plan_code: Annotated[Optional[bool], typer.Option("--plan-code/--no-plan-code", help="Third task: problem + plan -> code.")] = None,
+    lora: Annotated[Optional[bool], typer.Option("--lora/--full", help="LoRA adapters instead of full fine-tuning.")] = None,
+    packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="Pack examples (causal students).")] = None,
+    chat_template: Annotated[Optional[bool], typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template.")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = None,
+    max_source_tokens: Annotated[Optional[int], typer.Option(help="Prompt token limit.")] = None,
+    max_target_tokens: Annotated[Optional[int], typer.Option(help="Target token limit.")] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N optimizer steps.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Stop at the first bad input instead of counting it.")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Show the progress bar.")] = None,
 ) -> None:
     """Stage 2: fine-tune the student on problem->plan and problem->code (or code only)."""
     from codeplan.train import TrainConfig, train as run_train
 
+    # Unset data flags are dropped here: merge_settings keeps None values of a nested mapping
+    # that the YAML file does not have, and DataConfig rejects skip_invalid=None.
+    data_flags = {k: v for k, v in _data(data, format, split, difficulty, limit, skip_invalid).items() if v is not None}
     cfg = TrainConfig.load(
-        config, data=_data(data, format, split, difficulty, limit, skip_invalid),
-        plans=str(plans), student=student, out=str(out), mode=mode, resume=resume or None)
+        config, data=data_flags,
+        plans=str(plans), student=student, out=str(out), mode=mode, resume=resume or None,
+        max_steps=max_steps, epochs=epochs, micro_batch_size=micro_batch_size, grad_accum=grad_accum, lr=lr,
+        dtype=dtype, schedule=schedule, plan_head=plan_head, plan_conditioned_code=plan_code, lora=lora,
+        packing=packing, chat_template=chat_template, gradient_checkpointing=gradient_checkpointing,
+        max_source_tokens=max_source_tokens, max_target_tokens=max_target_tokens, save_every=save_every,
+        seed=seed, strict=strict, progress=progress)
     run_train(cfg)
 
 
