@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,17 +20,56 @@ class GenerationParams:
 @dataclass
 class Completion:
     """The `n` continuations of one prompt, with token usage and (where the backend has them)
-    the summed log-probability of each continuation."""
+    the summed log-probability of each continuation.
+
+    `logprobs[i]` is the sum over the tokens of `texts[i]` of the model's log-probability of each
+    chosen token (the raw distribution, before temperature / top-p), so continuations of different
+    prompts can be ranked by likelihood. `token_logprobs` holds the per-token values where known.
+    `prompt_tokens` counts the prompt once (as OpenAI's usage does), `completion_tokens` all n texts.
+    """
 
     texts: list[str]
     prompt_tokens: int = 0
     completion_tokens: int = 0
     logprobs: list[float] | None = None
     finish_reasons: list[str] = field(default_factory=list)
+    token_logprobs: list[list[float]] | None = None
+    tokens: list[list[str]] | None = None  # the token strings behind token_logprobs, where known
+
+
+@dataclass
+class UsageStats:
+    """Running totals a backend keeps over its lifetime (thread-safe): what distill reports."""
+
+    requests: int = 0  # requests sent, retries included
+    retries: int = 0
+    failures: int = 0  # requests that failed for good (after their retries)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # kind of failure -> count
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, *, requests: int = 0, retries: int = 0, failures: int = 0, prompt_tokens: int = 0,
+            completion_tokens: int = 0, error: str | None = None) -> None:
+        with self._lock:
+            self.requests += requests
+            self.retries += retries
+            self.failures += failures
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
+            if error:
+                self.errors[error] = self.errors.get(error, 0) + 1
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {"requests": self.requests, "retries": self.retries, "failures": self.failures,
+                    "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                    "errors": dict(self.errors)}
 
 
 class TextGenerator(Protocol):
     name: str
+    stats: UsageStats
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
         """Complete raw prompts; one Completion per prompt, in order."""
@@ -40,9 +80,15 @@ class TextGenerator(Protocol):
         ...
 
 
+def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, bool]:
+    """Cut `text` at the earliest stop string (the stop string itself excluded, as OpenAI does)."""
+    cut = min((pos for pos in (text.find(s) for s in stop if s) if pos >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
 def load_generator(spec: str, **options: object) -> TextGenerator:
-    """Build a backend from a spec: `hf:MODEL` (or a bare path / hub id / .gguf), `openai:BASE_URL`
-    (with `model=`), `vllm:MODEL`."""
+    """Build a backend from a spec: `hf:MODEL` (or a bare path / hub id / .gguf / packaged name),
+    `openai:BASE_URL` (with `model=`), `vllm:MODEL`."""
     scheme, _, rest = spec.partition(":")
     if scheme == "openai" and rest:
         from codeplan.llm.openai_compat import OpenAIGenerator

@@ -1,0 +1,56 @@
+"""vLLM in-process (optional extra `pip install codeplan[vllm]`, needs a GPU): the fastest local
+backend where it is installed. The same interface as the others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codeplan.errors import SetupError
+from codeplan.llm.base import Completion, GenerationParams, UsageStats, truncate_at_stop
+
+
+class VLLMGenerator:
+    def __init__(self, model_spec: str, *, dtype: str = "auto", gpu_memory_utilization: float = 0.9,
+                 max_model_len: int | None = None, **engine_options: Any) -> None:
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise SetupError("the vllm backend needs the optional extra: pip install 'codeplan[vllm]' "
+                             "(or use hf:MODEL, or serve the model with vLLM and use openai:URL)") from None
+        from codeplan.modeling import resolve_model_source
+
+        source, _ = resolve_model_source(model_spec)  # a .gguf or packaged name becomes its HF folder
+        self.name = model_spec
+        self.stats = UsageStats()
+        self.llm = LLM(model=source, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_model_len, **engine_options)
+
+    def _sampling(self, params: GenerationParams, index: int) -> Any:
+        from vllm import SamplingParams
+
+        # Prompt i gets seed + i, as in the HF backend, so its samples do not depend on its neighbours.
+        return SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                              max_tokens=params.max_tokens, stop=list(params.stop) or None,
+                              seed=None if params.seed is None else params.seed + index, logprobs=0)
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
+        sampling = [self._sampling(params, i) for i in range(len(prompts))]
+        return [self._completion(out, params) for out in self.llm.generate(prompts, sampling, use_tqdm=False)]
+
+    def chat(self, conversations: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
+        tokenizer = self.llm.get_tokenizer()
+        prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+        return self.generate(prompts, params)
+
+    def _completion(self, out: Any, params: GenerationParams) -> Completion:
+        texts, reasons, sums = [], [], []
+        for sample in out.outputs:
+            text, stopped = truncate_at_stop(sample.text, params.stop)
+            texts.append(text)
+            reasons.append("stop" if stopped or sample.finish_reason == "stop" else "length")
+            sums.append(float(sample.cumulative_logprob or 0.0))
+        prompt_tokens = len(out.prompt_token_ids or [])
+        completion_tokens = sum(len(sample.token_ids) for sample in out.outputs)
+        self.stats.add(requests=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return Completion(texts=texts, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          logprobs=sums, finish_reasons=reasons)
