@@ -172,6 +172,9 @@ def generate(
     num_plans: Annotated[Optional[int], typer.Option(help="K: plans sampled per problem.")] = None,
     codes_per_plan: Annotated[Optional[int], typer.Option(help="M: programs per plan, judged on example tests.")] = None,
     num_samples: Annotated[Optional[int], typer.Option(help="N: final programs per problem.")] = None,
+    model_name: Annotated[Optional[str], typer.Option(help="Model name on an openai:URL server.")] = None,
+    selection: Annotated[Optional[str], typer.Option(help="Plan selection rule: pass-share, test-rate, likelihood, first.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed.")] = None,
     config: ConfigFile = None,
     format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
     skip_invalid: SkipInvalid = False,
@@ -179,11 +182,17 @@ def generate(
     """Stage 3: sample programs, directly or through plan sampling and selection."""
     from codeplan.sampling import GenerateConfig, generate as run_generate
 
+    # Unset data flags are dropped so a --config file's data settings stay (and None never validates as a bool).
+    data_flags = {key: value for key, value in _data(data, format, split, difficulty, limit, skip_invalid).items()
+                  if value is not None}
     cfg = GenerateConfig.load(
-        config, data=_data(data, format, split, difficulty, limit, skip_invalid),
-        model=model, out=str(out), strategy=strategy, num_plans=num_plans, codes_per_plan=codes_per_plan,
-        num_samples=num_samples)
-    run_generate(cfg)
+        config, data=data_flags, model=model, model_name=model_name, out=str(out), strategy=strategy,
+        num_plans=num_plans, codes_per_plan=codes_per_plan, num_samples=num_samples, selection=selection, seed=seed)
+    summary = run_generate(cfg)
+    budget = summary.get("budget_per_problem", {})
+    typer.echo(f"wrote {summary['programs']} programs for {summary['problems']} problems to {out} "
+               f"(per problem: {budget.get('model_calls', 0):g} model calls, {budget.get('completion_tokens', 0):g} tokens, "
+               f"{budget.get('programs_judged', 0):g} programs judged)")
 
 
 @app.command()

@@ -1,0 +1,107 @@
+"""`codeplan generate` on the tiny causal model: both strategies, budget, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from codeplan.cli import app
+from codeplan.config import DataConfig
+from codeplan.errors import InputError
+from codeplan.sampling import GenerateConfig, finished_problems, generate, sidecar_paths
+
+pytestmark = pytest.mark.slow
+
+
+def _cfg(model: Path, out: Path, **over) -> GenerateConfig:
+    values = dict(data=DataConfig(path="sample", split="test", limit=3), model=str(model), out=str(out),
+                  strategy="direct", num_plans=2, codes_per_plan=2, num_samples=2, plan_max_tokens=12,
+                  code_max_tokens=12, judge_timeout=2.0, progress=False, seed=7)
+    values.update(over)
+    return GenerateConfig(**values)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_direct_sampling_writes_n_programs_per_problem_and_resumes_after_a_kill(tiny_causal_lm: Path, tmp_path: Path):
+    out = tmp_path / "samples.jsonl"
+    summary = generate(_cfg(tiny_causal_lm, out))
+    rows = _rows(out)
+    assert summary["problems"] == 3 and summary["programs"] == 6
+    assert Counter(r["problem_id"] for r in rows) == {pid: 2 for pid in {r["problem_id"] for r in rows}}
+    assert all(r["strategy"] == "direct" and "plan" not in r for r in rows)
+    # Budget: one model call and two sequences per problem, tokens counted.
+    assert summary["budget"]["model_calls"] == 3 and summary["budget"]["sequences"] == 6
+    assert summary["budget"]["completion_tokens"] > 0
+    assert json.loads(sidecar_paths(out)[1].read_text())["programs"] == 6
+
+    # A run killed while writing problem 2: one of its lines made it, the next one is torn.
+    lines = out.read_text().splitlines(keepends=True)
+    first_problem = [line for line in lines if json.loads(line)["problem_id"] == rows[0]["problem_id"]]
+    second = [line for line in lines if json.loads(line)["problem_id"] == rows[2]["problem_id"]]
+    out.write_text("".join(first_problem) + second[0] + second[1][:25])
+    assert finished_problems(out, "direct") == {rows[0]["problem_id"]}
+    generate(_cfg(tiny_causal_lm, out))
+    resumed = _rows(out)
+    assert len(resumed) == 6 and Counter(r["problem_id"] for r in resumed) == Counter(r["problem_id"] for r in rows)
+    # Seeds depend on the problem, not on the run's history: the resumed run samples the same programs.
+    by_key = lambda rs: {(r["problem_id"], r["sample_index"]): r["code"] for r in rs}  # noqa: E731
+    assert by_key(resumed) == by_key(rows)
+
+    # A finished file is left alone; another strategy into the same file is refused.
+    assert generate(_cfg(tiny_causal_lm, out))["programs"] == 6 and len(_rows(out)) == 6
+    with pytest.raises(InputError, match="strategy"):
+        generate(_cfg(tiny_causal_lm, out, strategy="plan-sampling"))
+
+
+def test_plan_sampling_judges_programs_per_plan_and_records_the_choice(tiny_causal_lm: Path, tmp_path: Path):
+    out = tmp_path / "samples.jsonl"
+    summary = generate(_cfg(tiny_causal_lm, out, strategy="plan-sampling", batch_problems=2, unsafe_no_sandbox=True))
+    rows = _rows(out)
+    assert len(rows) == 6 and summary["strategy"] == "plan-sampling"
+    for row in rows:
+        selection = row["selection"]
+        assert len(selection["scores"]) == 2 and row["plan_index"] == selection["chosen"]
+        assert selection["rule"] in ("pass-share", "likelihood")
+        if selection["rule"] == "pass-share":  # the problem has example tests: 2 programs judged per plan
+            assert all(score["programs"] == 2 for score in selection["scores"])
+        assert isinstance(row["plan"], str) and row["budget"]["model_calls"] >= 2
+    # Budget: K plans + K*M judged programs + N finals per problem with example tests.
+    with_tests = [r for r in rows if r["selection"]["rule"] == "pass-share" and r["sample_index"] == 0]
+    assert with_tests, "the sample test split has problems with public example tests"
+    assert all(r["budget"]["sequences"] == 2 + 2 * 2 + 2 and r["budget"]["programs_judged"] == 4 for r in with_tests)
+    assert all(r["budget"]["model_calls"] == 1 + 2 + 1 for r in with_tests)
+    # Every candidate plan with its programs' verdicts, one record a problem.
+    plans = _rows(sidecar_paths(out)[0])
+    assert len(plans) == 3 and all(len(p["candidates"]) == 2 for p in plans)
+    judged = [prog for p in plans for c in p["candidates"] for prog in c["programs"]]
+    assert judged and all(prog["verdict"] for prog in judged)
+    # A tiny random model writes no working program: each judged program failed, with a reason.
+    assert not any(prog["passed"] for prog in judged)
+
+
+def test_generate_cli_and_bad_settings(tiny_causal_lm: Path, tmp_path: Path):
+    out = tmp_path / "s.jsonl"
+    result = CliRunner().invoke(app, ["generate", "--model", str(tiny_causal_lm), "--data", "sample", "--split", "test",
+                                      "--limit", "1", "--out", str(out), "--strategy", "direct", "--num-samples", "1",
+                                      "--config", str(_small_yaml(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 programs for 1 problems" in result.output and len(_rows(out)) == 1
+    bad = CliRunner().invoke(app, ["generate", "--model", "openai:http://localhost:1/v1", "--data", "sample",
+                                   "--out", str(out)])
+    assert bad.exit_code == 2 and "model_name" in bad.output
+    bad = CliRunner().invoke(app, ["generate", "--model", str(tiny_causal_lm), "--data", "sample", "--out", str(out),
+                                   "--selection", "best"])
+    assert bad.exit_code == 2 and "selection" in bad.output
+
+
+def _small_yaml(folder: Path) -> Path:
+    path = folder / "gen.yaml"
+    path.write_text("code_max_tokens: 8\nprogress: false\n")
+    return path
