@@ -327,6 +327,8 @@ def test_stdin_examples_formats():
     assert stdin_examples(plain) == [TestCase(input="4\n", output="even\n")]
     numbered = "Sample Input 1\n1\nSample Output 1\n2\nSample Input 2\n5\nSample Output 2\n6\n"
     assert [t.output for t in stdin_examples(numbered)] == ["2\n", "6\n"]
+    codeforces_blank = "-----Example-----\nInput\n2\n1\n2\n\nOutput\n1\n\n2 3\n\n-----Note-----\nSee.\n"
+    assert stdin_examples(codeforces_blank) == [TestCase(input="2\n1\n2\n", output="1\n\n2 3\n")]
     # Format sections describe the input; without examples nothing is extracted.
     assert stdin_examples("-----Input-----\nOne integer.\n\n-----Output-----\nIts square.\n") == []
 
@@ -336,8 +338,13 @@ def test_call_examples_formats():
     assert call_tests(leetcode, "twoSum") == [TestCase(input=[[2, 7, 11, 15], 9], output=[0, 1])]
     json_literals = "Input: s = \"()\"\nOutput: true\n"
     assert call_tests(json_literals, "isValid") == [TestCase(input=["()"], output=True)]
-    codewars = "solve('abc') == 3\nsolve(\"x\") ==> 1  # one letter\nsolve(x) => 5\n"
-    assert call_tests(codewars, "solve") == [TestCase(input=["abc"], output=3), TestCase(input=["x"], output=1)]
+    codewars = "solve('abc') == 3\nsolve(\"x\") ==> 1  # one letter\nsolve(x) => 5\nsolve(7)   # returns \"db\"\n"
+    assert call_tests(codewars, "solve") == [TestCase(input=["abc"], output=3), TestCase(input=["x"], output=1),
+                                             TestCase(input=[7], output="db")]
+    humaneval_for = "For lst = [1,2] the output should be 3\nFor s = \"ab\", c = \"a\", the result should be ('b',False)\n"
+    assert call_tests(humaneval_for, "f") == [TestCase(input=[[1, 2]], output=3), TestCase(input=["ab", "a"], output=["b", False])]
+    # A definition such as "tri(1) = 3" is not an example.
+    assert call_tests("tri(1) = 3\ntri(n) = 1 + n / 2", "tri") == []
     # Unparseable values are skipped, never guessed; sets would not survive JSON.
     assert call_tests("f(a) == b\nf({1, 2}) == 3\nf(1) == some_var", "f") == []
 
@@ -346,3 +353,6 @@ def test_doctest_asserts_skip_non_literal_outputs():
     prompt = '    >>> f([1, 2])\n    [2, 1]\n    >>> f("")\n    \'\'\n    >>> f(x)\n    3\n    >>> g(1)\n    2\n'
     assert assert_tests(prompt, "f") == [TestCase(input="assert f([1, 2]) == [2, 1]"),
                                          TestCase(input="assert f(\"\") == ''")]
+    # JSON spellings are turned into Python, keyword-style arguments into positional ones.
+    assert assert_tests("f(8, 2) => true\nFor n = 5 the output should be \"101\"", "f") == [
+        TestCase(input="assert f(8, 2) == True"), TestCase(input='assert f(5) == "101"')]

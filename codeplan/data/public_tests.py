@@ -54,8 +54,9 @@ def stdin_examples(statement: str) -> list[TestCase]:
         if kind == "input":
             pending_input = _trim(block)
         elif pending_input is not None:
-            # Outputs end at the first blank line: prose often follows an AtCoder sample output.
-            output = _trim(_until_blank(block))
+            # A "-----Sample Output-----" section (AtCoder) ends at its first blank line, since prose
+            # follows it; a bare "Output" block (Codeforces) runs to the next header and may hold blank lines.
+            output = _trim(_until_blank(block) if _SECTION.match(lines[i]) else block)
             if pending_input and output:
                 tests.append(TestCase(input=pending_input + "\n", output=output + "\n"))
             pending_input = None
@@ -160,7 +161,9 @@ def call_args(source: str) -> tuple[bool, list[Any]]:
     return True, values
 
 
-_ARROW = r"(?:==>|=>|==|->|➞|→|➡|should\s+(?:return|equal|be)|returns?)"
+_ARROW = r"(?:#\s*)?(?:==>|=>|==|->|➞|→|➡|should\s+(?:return|equal|be)|returns?)"
+# HumanEval's "For lst = [1, 2] the output should be 3" (also "..., the result should be ...").
+_FOR_SHOULD_BE = re.compile(r"^\s*for\s+(.+?),?\s+the\s+(?:output|result)\s+should\s+be\s+(.+?)\s*$", re.I)
 
 
 def call_examples(text: str, entry_point: str) -> list[CallExample]:
@@ -179,6 +182,9 @@ def call_examples(text: str, entry_point: str) -> list[CallExample]:
         if found and index + 1 < len(lines) and lines[index + 1].strip() and \
                 not lines[index + 1].strip().startswith(">>>"):
             _add(examples, found.group(1), lines[index + 1].strip())
+        found = _FOR_SHOULD_BE.match(line)
+        if found:
+            _add(examples, found.group(1), _strip_comment(found.group(2)))
     # LeetCode style: "Input: nums = [2,7], target = 9" then "Output: [0,1]".
     for index, line in enumerate(lines):
         found = _INLINE.match(line)
@@ -214,6 +220,8 @@ def _add(examples: list[CallExample], args_source: str, output_source: str) -> N
     ok_out, output = literal(output_source)
     # Only values that JSON keeps as they are: sets, bytes or int dict keys would change on the way.
     if ok_args and ok_out and _jsonable(args) and _jsonable(output):
+        # Stored as JSON will read them back (tuples become lists), so a reloaded problem equals this one.
+        args, output = json.loads(json.dumps(args)), json.loads(json.dumps(output))
         examples.append(CallExample(args_source.strip(), args, output_source.strip(), output))
 
 
@@ -236,15 +244,27 @@ def call_tests(text: str, entry_point: str) -> list[TestCase]:
 
 def assert_tests(text: str, entry_point: str) -> list[TestCase]:
     """Assert-kind public tests: `assert f(args) == expected`, in the statement's own source form."""
-    return [TestCase(input=f"assert {entry_point}({e.args_source}) == {e.output_source}")
-            for e in call_examples(text, entry_point) if _is_python(e)]
+    tests = []
+    for example in call_examples(text, entry_point):
+        args = example.args_source if _is_python_call(example.args_source) else \
+            ", ".join(repr(value) for value in example.args)
+        # The statement's own spelling when it is Python; repr of the parsed value otherwise (JSON's true).
+        output = example.output_source if _is_python_literal(example.output_source) else repr(example.output)
+        tests.append(TestCase(input=f"assert {entry_point}({args}) == {output}"))
+    return tests
 
 
-def _is_python(example: CallExample) -> bool:
-    """An assert is written from source text, so both sides must be valid Python (not JSON's true)."""
+def _is_python_call(args_source: str) -> bool:
     try:
-        ast.parse(f"f({example.args_source})", mode="eval")
-        ast.literal_eval(example.output_source)
+        call = ast.parse(f"f({args_source})", mode="eval").body
+        return isinstance(call, ast.Call) and not call.keywords  # "x = 1" style names are not Python calls
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+
+
+def _is_python_literal(source: str) -> bool:
+    try:
+        ast.literal_eval(source)
         return True
     except (SyntaxError, ValueError, TypeError, RecursionError):
         return False
