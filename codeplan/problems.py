@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codeplan.errors import InputError
 from codeplan.jsonl import iter_jsonl, write_jsonl
@@ -30,12 +30,16 @@ class TestCase(BaseModel):
     """One test: see the module docstring for what `input` and `output` hold per kind."""
 
     __test__ = False  # not a pytest class
+    # Test values may be inf or nan (MBPP+ inputs); pydantic's JSON mode would turn them into null.
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     input: Any = None
     output: Any = None
 
 
 class Problem(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
     id: str
     source: str = "custom"
     statement: str

@@ -356,3 +356,15 @@ def test_doctest_asserts_skip_non_literal_outputs():
     # JSON spellings are turned into Python, keyword-style arguments into positional ones.
     assert assert_tests("f(8, 2) => true\nFor n = 5 the output should be \"101\"", "f") == [
         TestCase(input="assert f(8, 2) == True"), TestCase(input='assert f(5) == "101"')]
+
+
+def test_infinite_test_values_survive_the_canonical_file(tmp_path):
+    """MBPP+ inputs hold inf and nan; the canonical file must not turn them into null."""
+    import math
+
+    record = {**MBPPPLUS[0], "plus_input": [[float("inf")], [float("nan")]]}
+    (problem,) = load(write_jsonl(tmp_path / "MbppPlus.jsonl", [record]))
+    out = tmp_path / "canonical.jsonl"
+    write_problems(out, [problem])
+    (again,) = read_problems(out)
+    assert again.hidden_tests[2].input == [math.inf] and math.isnan(again.hidden_tests[3].input[0])
