@@ -99,3 +99,13 @@ def test_split_on_data_without_splits_is_refused(tmp_path):
                                 "test": "def check(c):\n    pass\n", "canonical_solution": "    return 1\n"}) + "\n")
     result = run("inspect", str(path), "--split", "test")
     assert result.exit_code == 2 and "--split" in result.stderr
+
+
+def test_duplicate_ids_are_refused_or_skipped(tmp_path):
+    path = tmp_path / "dup.jsonl"
+    path.write_text(mbpp_line(11) + "\n" + mbpp_line(11) + "\n")
+    result = run("inspect", str(path))
+    assert result.exit_code == 2 and "[11] field 'id': duplicate problem id" in result.stderr
+    result = run("inspect", str(path), "--json", "--skip-invalid")
+    assert result.exit_code == 0 and json.loads(result.stdout)["problems"] == 1
+    assert "skipped 1 invalid record" in result.stderr

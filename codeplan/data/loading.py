@@ -89,17 +89,22 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
         if fmt not in loaders:
             raise InputError(f"format '{fmt}' is not supported", path=location, field="format")
         problems = list(loaders[fmt](Path(location), invalid))
+    problems = _unique_ids(problems, location, invalid)
     invalid.warn()
-    _check_unique_ids(problems, location)
     return select(problems, cfg, location)
 
 
-def _check_unique_ids(problems: list[Problem], location: Path | str) -> None:
+def _unique_ids(problems: list[Problem], location: Path | str, invalid: InvalidRecords) -> list[Problem]:
+    """Every stage keys its records by problem id, so a repeated id is bad input (first one kept)."""
     seen: set[str] = set()
+    unique = []
     for problem in problems:
         if problem.id in seen:
-            raise InputError("duplicate problem id", path=location, record=problem.id, field="id")
+            invalid.add(InputError("duplicate problem id", path=location, record=problem.id, field="id"))
+            continue
         seen.add(problem.id)
+        unique.append(problem)
+    return unique
 
 
 def select(problems: list[Problem], cfg: DataConfig, location: Path | str) -> list[Problem]:
