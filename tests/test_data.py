@@ -368,3 +368,42 @@ def test_infinite_test_values_survive_the_canonical_file(tmp_path):
     write_problems(out, [problem])
     (again,) = read_problems(out)
     assert again.hidden_tests[2].input == [math.inf] and math.isnan(again.hidden_tests[3].input[0])
+
+
+def test_sanitized_mbpp_columns(tmp_path):
+    record = {"source_file": "x", "task_id": 602, "prompt": "Write a function to add.", "code": "def add(a, b):\n    return a + b",
+              "test_imports": ["import math"], "test_list": ["assert add(1, 1) == 2", "assert add(0, 1) == 1"]}
+    path = write_jsonl(tmp_path / "sanitized.jsonl", [record])
+    assert detect_format(path) == "mbpp"
+    (p,) = load(path)
+    assert p.statement.startswith("Write a function to add.") and p.test_setup == "import math" and p.split == "train"
+
+
+def test_difficulty_that_no_problem_has_is_an_error(tmp_path):
+    path = write_jsonl(tmp_path / "apps.jsonl", [apps_record(1)])
+    with pytest.raises(InputError) as err:
+        load(path, difficulty=["easy"])
+    assert err.value.field == "difficulty" and "interview" in str(err.value)
+
+
+def test_hub_dataset_columns_pick_the_loader(monkeypatch):
+    """hub: goes through datasets.load_dataset; here a local Dataset stands in for the hub."""
+    import datasets
+
+    rows = {"train": [apps_record(0, split=None)], "test": [apps_record(0, split=None), apps_record(1, split=None)]}
+    for split in rows.values():
+        for row in split:
+            row.pop("split")
+    calls = []
+
+    def fake_load_dataset(name, split=None, **kwargs):
+        calls.append((name, split))
+        built = {s: datasets.Dataset.from_list(r) for s, r in rows.items()}
+        return built[split] if split else datasets.DatasetDict(built)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    test = load("hub:someone/apps", split="test")
+    assert calls[-1] == ("someone/apps", "test")
+    assert [p.id for p in test] == ["0", "1"] and {p.split for p in test} == {"test"} and test[0].source == "apps"
+    both = load("hub:someone/apps")
+    assert [p.id for p in both] == ["train/0", "test/0", "test/1"]  # APPS numbers each split from 0

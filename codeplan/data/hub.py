@@ -58,7 +58,7 @@ def _converter(columns: set[str]):
         return problem_from_record
     if "question" in columns and ({"input_output", "solutions"} & columns):
         return apps_from_record
-    if {"text", "code", "test_list"} <= columns:
+    if {"code", "test_list", "task_id"} <= columns:
         return mbpp_from_record
     if {"base_input", "entry_point"} <= columns:
         return evalplus_from_record

@@ -46,7 +46,7 @@ def detect_format(path: Path) -> str:
         return "canonical"
     if "question" in keys and ({"input_output", "solutions"} & keys):
         return "apps-jsonl"
-    if {"text", "code", "test_list"} <= keys:
+    if {"code", "test_list", "task_id"} <= keys:
         return "mbpp"
     if {"base_input", "entry_point"} <= keys:
         return "evalplus"
@@ -118,6 +118,11 @@ def select(problems: list[Problem], cfg: DataConfig, location: Path | str) -> li
         problems = [p for p in problems if p.split == cfg.split]
     if cfg.difficulty:
         wanted = set(cfg.difficulty)
+        present = {p.difficulty for p in problems if p.difficulty}
+        if problems and not wanted & present:
+            # A typo or data without levels would otherwise select nothing, silently.
+            raise InputError(f"no problem has difficulty {', '.join(sorted(wanted))} (present: "
+                             f"{', '.join(sorted(present)) or 'none'})", path=location, field="difficulty")
         problems = [p for p in problems if p.difficulty in wanted]
     if cfg.limit is not None:
         if cfg.limit < 0:

@@ -48,11 +48,16 @@ def mbpp_from_record(record: dict[str, Any], *, path: str | Path, line: int | No
         raise fields.error("expected a non-empty list of assertion strings", "test_list")
     challenge = fields.get("challenge_test_list", list, required=False, default=[])
     code = fields.get("code", str).replace("\r\n", "\n")
+    # The "sanitized" MBPP release names the text `prompt` and lists imports in `test_imports`.
+    text = fields.get("text" if "text" in record or "prompt" not in record else "prompt", str)
+    setup = fields.get("test_setup_code", str, required=False, default="").replace("\r\n", "\n")
+    imports = fields.get("test_imports", list, required=False, default=[])
+    if imports:
+        setup = "\n".join([*imports, setup]).strip("\n")
     return Problem(
-        id=str(task_id), source="mbpp", statement=with_example(fields.get("text", str), tests[0]), kind="assert",
+        id=str(task_id), source="mbpp", statement=with_example(text, tests[0]), kind="assert",
         entry_point=asserted_function(tests[0]), solutions=[code], public_tests=[TestCase(input=tests[0])],
-        hidden_tests=[TestCase(input=t) for t in tests],
-        test_setup=fields.get("test_setup_code", str, required=False, default="").replace("\r\n", "\n"),
+        hidden_tests=[TestCase(input=t) for t in tests], test_setup=setup,
         split=mbpp_split(task_id), metadata={"challenge_test_list": challenge} if challenge else {})
 
 
