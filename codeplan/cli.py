@@ -67,8 +67,8 @@ def data_inspect(
     from codeplan.config import DataConfig, merge_settings, validate_config
     from codeplan.data import inspect_problems
 
-    inspect_problems(validate_config(DataConfig, merge_settings({}, _data(path, format, split, difficulty, limit, skip_invalid)),
-                        source="command line"), as_json=as_json)
+    settings = merge_settings({}, _data(path, format, split, difficulty, limit, skip_invalid))
+    inspect_problems(validate_config(DataConfig, settings, source="command line"), as_json=as_json)
 
 
 @data_app.command("convert")
@@ -83,8 +83,8 @@ def data_convert(
     from codeplan.config import DataConfig, merge_settings, validate_config
     from codeplan.data import convert_problems
 
-    convert_problems(validate_config(DataConfig, merge_settings({}, _data(path, format, split, difficulty, limit, skip_invalid)),
-                        source="command line"), out)
+    settings = merge_settings({}, _data(path, format, split, difficulty, limit, skip_invalid))
+    convert_problems(validate_config(DataConfig, settings, source="command line"), out)
 
 
 # ---- stages -------------------------------------------------------------------------------------
@@ -99,6 +99,21 @@ def distill(
     teacher: Annotated[Optional[str], typer.Option(help="Local teacher: hf:MODEL (hub id, folder or .gguf).")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight at once.")] = None,
     forward: Annotated[bool, typer.Option("--forward", help="Plan from the statement alone (ablation).")] = False,
+    include_statement: Annotated[bool, typer.Option("--include-statement", help="Show the teacher the problem statement too.")] = False,
+    max_solutions: Annotated[Optional[int], typer.Option(help="Reference solutions per problem that get plans.")] = None,
+    solution_choice: Annotated[Optional[str], typer.Option(help="first | shortest | all: which solutions get plans.")] = None,
+    plans_per_solution: Annotated[Optional[int], typer.Option(help="Plans asked for per chosen solution.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Teacher temperature (default 0.2).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Longest plan, in tokens.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed (each unit gets its own from it).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds per request.")] = None,
+    max_retries: Annotated[Optional[int], typer.Option(help="Retries per request on 429/5xx/timeouts/bad bodies.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences decoded together (local teacher).")] = None,
+    price_in: Annotated[Optional[float], typer.Option(help="Price per 1M prompt tokens (for the cost line).")] = None,
+    price_out: Annotated[Optional[float], typer.Option(help="Price per 1M completion tokens.")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Keep a plan only if code written from it passes the tests.")] = False,
+    verify_model: Annotated[Optional[str], typer.Option(help="Code writer for --verify (default: the teacher).")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     config: ConfigFile = None,
     format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
     skip_invalid: SkipInvalid = False,
@@ -106,10 +121,16 @@ def distill(
     """Stage 1: a teacher writes the plan behind each reference solution (backward reasoning)."""
     from codeplan.distill import DistillConfig, distill as run_distill
 
+    # Unset data flags stay unset (DataConfig's defaults apply), rather than reaching it as None.
+    data_flags = {k: v for k, v in _data(data, format, split, difficulty, limit, skip_invalid).items() if v is not None}
     cfg = DistillConfig.load(
-        config, data=_data(data, format, split, difficulty, limit, skip_invalid),
+        config, data=data_flags,
         out=str(out), teacher_url=teacher_url, teacher_model=teacher_model, teacher=teacher,
-        concurrency=concurrency, forward=forward or None)
+        concurrency=concurrency, forward=forward or None, include_statement=include_statement or None,
+        max_solutions=max_solutions, solution_choice=solution_choice, plans_per_solution=plans_per_solution,
+        temperature=temperature, max_tokens=max_tokens, seed=seed, timeout=timeout, max_retries=max_retries,
+        batch_size=batch_size, price_in=price_in, price_out=price_out, verify=verify or None,
+        verify_model=verify_model, progress=False if no_progress else None)
     run_distill(cfg)
 
 
@@ -247,12 +268,15 @@ def serve(
     model: Annotated[str, typer.Option(help="Model to serve: folder, hub id or .gguf file.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    served_name: Annotated[Optional[str], typer.Option(help="Model id clients send (default: --model).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences decoded together.")] = None,
     config: ConfigFile = None,
 ) -> None:
     """An OpenAI-compatible HTTP server for a local model (a trained student)."""
     from codeplan.serve import ServeConfig, serve as run_serve
 
-    run_serve(ServeConfig.load(config, model=model, host=host, port=port))
+    run_serve(ServeConfig.load(config, model=model, host=host, port=port, served_name=served_name,
+                               batch_size=batch_size))
 
 
 def main() -> None:  # pragma: no cover - console entry point
