@@ -44,6 +44,9 @@ class GenerateConfig(StageConfig):
     data: DataConfig
     model: str  # folder, hub id, .gguf, packaged name, hf:..., vllm:..., or openai:BASE_URL
     model_name: str | None = None  # model name on an OpenAI-compatible server
+    # Model that writes the plans: default MODEL/plan_model when training exported one (the
+    # separate plan head option), else MODEL itself.
+    plan_model: str | None = None
     out: str
     strategy: Strategy = "plan-sampling"
     num_plans: int = Field(20, ge=1)  # K (release: 20)
@@ -344,19 +347,31 @@ def _call_seed(base: int, phase: str, problem_ids: Sequence[str]) -> int:
     return zlib.crc32(f"{base}|{phase}|{'|'.join(problem_ids)}".encode()) & 0x7FFFFFFF
 
 
-def load_student(cfg: GenerateConfig) -> Any:
+def load_student(cfg: GenerateConfig, spec: str | None = None) -> Any:
     """The generation backend for cfg.model (HF local, vLLM, or an OpenAI-compatible server)."""
     from codeplan.llm import load_generator
 
+    spec = spec or cfg.model
     options: dict[str, Any] = {}
-    if cfg.model.startswith("openai:"):
+    if spec.startswith("openai:"):
         options["model"] = cfg.model_name
-    elif not cfg.model.startswith("vllm:"):
+    elif not spec.startswith("vllm:"):
         if cfg.batch_size is not None:
             options["batch_size"] = cfg.batch_size
         if cfg.dtype is not None:
             options["dtype"] = cfg.dtype
-    return load_generator(cfg.model, **options)
+    return load_generator(spec, **options)
+
+
+def plan_model_spec(cfg: GenerateConfig) -> str | None:
+    """The separate plan model to use, if any (see GenerateConfig.plan_model)."""
+    if cfg.plan_model:
+        return cfg.plan_model
+    scheme, _, rest = cfg.model.partition(":")
+    folder = Path(rest if scheme in ("hf", "vllm") and rest else cfg.model)
+    if (folder / "plan_model" / "config.json").is_file():
+        return f"{scheme}:{folder / 'plan_model'}" if scheme in ("hf", "vllm") and rest else str(folder / "plan_model")
+    return None
 
 
 def _params(cfg: GenerateConfig, phase: str, n: int, ids: Sequence[str]) -> Any:
@@ -378,8 +393,9 @@ def _complete(generator: Any, prompts: list[str], params: Any) -> list[Any]:
     return completions
 
 
-def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: Any) -> None:
-    """Take a chunk of problems through every phase; the backend sees each phase's prompts at once."""
+def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: Any, planner: Any = None) -> None:
+    """Take a chunk of problems through every phase; the backend sees each phase's prompts at once.
+    `planner` writes the plans when the student has a separate plan model."""
     from codeplan.prompts import code_prompt, plan_conditioned_code_prompt, plan_prompt
 
     started = time.perf_counter()
@@ -392,7 +408,7 @@ def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: An
             work.final_finish = list(completion.finish_reasons or [])
     else:
         # (1) K candidate plans per problem.
-        plans = _complete(generator, [plan_prompt(w.problem) for w in works], _params(cfg, "plan", cfg.num_plans, ids))
+        plans = _complete(planner or generator, [plan_prompt(w.problem) for w in works], _params(cfg, "plan", cfg.num_plans, ids))
         for work, completion in zip(works, plans):
             work.budget.add_completion(completion)
             work.plans = [clean_plan(text) for text in completion.texts]
@@ -513,6 +529,8 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     todo = [p for p in problems if p.id not in done]
     if todo:
         generator = load_student(cfg)
+        planner_spec = plan_model_spec(cfg) if cfg.strategy == "plan-sampling" else None
+        planner = load_student(cfg, planner_spec) if planner_spec else None
         plans_path, _ = sidecar_paths(out)
         needs_judge = cfg.strategy == "plan-sampling" and any(p.public_tests for p in todo)
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), unit="problem", desc=f"generate ({cfg.strategy})",
@@ -521,7 +539,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
                 (JsonlAppender(plans_path) if cfg.strategy == "plan-sampling" else nullcontext()) as plans_out:
             for chunk in _chunks(problems, cfg.batch_problems, done):
                 works = [_Work(problem) for problem in chunk]
-                run_chunk(works, cfg, generator, judge)
+                run_chunk(works, cfg, generator, judge, planner)
                 for work in works:
                     if plans_out is not None:
                         plans_out.write(plans_record(work))

@@ -62,7 +62,7 @@ def test_direct_sampling_writes_n_programs_per_problem_and_resumes_after_a_kill(
 
 def test_plan_sampling_judges_programs_per_plan_and_records_the_choice(tiny_causal_lm: Path, tmp_path: Path):
     out = tmp_path / "samples.jsonl"
-    summary = generate(_cfg(tiny_causal_lm, out, strategy="plan-sampling", batch_problems=2, unsafe_no_sandbox=True))
+    summary = generate(_cfg(tiny_causal_lm, out, strategy="plan-sampling", batch_problems=2))
     rows = _rows(out)
     assert len(rows) == 6 and summary["strategy"] == "plan-sampling"
     for row in rows:
