@@ -323,7 +323,7 @@ def test_stdin_examples_formats():
     atcoder = ("Find it.\n\n-----Input-----\nN\n\n-----Sample Input-----\n3\n1 2\n\n-----Sample Output-----\nYes\n2\n\n"
                "Vertex 2 is the answer.\nInput\nnot an example\n")
     assert stdin_examples(atcoder) == [TestCase(input="3\n1 2\n", output="Yes\n2\n")]
-    plain = "Do it.\n\nExample\nInput:\n4\nOutput:\neven\n"
+    plain = "Do it.\n\nExample\nInput:\n4\nOutput:\neven\nExplanation: 4 is even.\n"
     assert stdin_examples(plain) == [TestCase(input="4\n", output="even\n")]
     numbered = "Sample Input 1\n1\nSample Output 1\n2\nSample Input 2\n5\nSample Output 2\n6\n"
     assert [t.output for t in stdin_examples(numbered)] == ["2\n", "6\n"]

@@ -74,8 +74,11 @@ def _section_title(line: str) -> str | None:
 
 
 def _ends_block(line: str) -> bool:
+    """A new "-----Section-----" or an "Explanation:"/"Note:" line ends an example block."""
     section = _SECTION.match(line)
-    return section is not None and not _HEADER.match(line)
+    if section is not None and not _HEADER.match(line):
+        return True
+    return re.match(r"^\s*(?:explanation|notes?)\b\s*:", line, re.I) is not None
 
 
 def _trim(block: list[str]) -> str:
