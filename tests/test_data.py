@@ -407,3 +407,12 @@ def test_hub_dataset_columns_pick_the_loader(monkeypatch):
     assert [p.id for p in test] == ["0", "1"] and {p.split for p in test} == {"test"} and test[0].source == "apps"
     both = load("hub:someone/apps")
     assert [p.id for p in both] == ["train/0", "test/0", "test/1"]  # APPS numbers each split from 0
+
+
+def test_evalplus_contract_names_tuple_arguments(tmp_path):
+    record = {**MBPPPLUS[0], "canonical_solution": "def add_tup(xs, tup):\n    return tuple(xs) + tup\n",
+              "entry_point": "add_tup", "base_input": [[[1], [2, 3]]], "assertion": "assert add_tup([1], (2, 3)) == (1, 2, 3)",
+              "contract": "\n    assert isinstance(xs, list)\n    assert isinstance(tup, tuple)\n"}
+    (p,) = load(write_jsonl(tmp_path / "MbppPlus.jsonl", [record]))
+    assert p.metadata["tuple_args"] == [1]  # JSON turned (2, 3) into a list; a runner can turn it back
+    assert p.public_tests == [TestCase(input=[[1], [2, 3]], output=[1, 2, 3])]

@@ -52,6 +52,26 @@ def _full_program(prompt: str, solution: str, entry_point: str) -> str:
     return prompt + solution
 
 
+def contract_tuple_args(contract: str, program: str, entry_point: str) -> list[int]:
+    """Positions of the arguments the contract requires to be tuples (`isinstance(x, tuple)`).
+
+    JSON has no tuples, so such inputs arrive as lists; a runner can turn these positions back
+    into tuples before the call (evalplus does the same for MBPP+).
+    """
+    names = set(re.findall(r"isinstance\(\s*(\w+)\s*,\s*tuple\s*\)", contract))
+    if not names:
+        return []
+    try:
+        tree = ast.parse(program)
+    except SyntaxError:
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == entry_point:
+            params = [arg.arg for arg in node.args.posonlyargs + node.args.args]
+            return [index for index, name in enumerate(params) if name in names]
+    return []
+
+
 def humaneval_from_record(record: dict[str, Any], *, path: str | Path, line: int | None) -> Problem:
     fields = Fields(record, path=path, line=line, record_id=record.get("task_id") if isinstance(
         record.get("task_id"), str) else None)
@@ -106,6 +126,9 @@ def evalplus_from_record(record: dict[str, Any], *, path: str | Path, line: int 
     contract = fields.get("contract", str, required=False)
     if contract:
         metadata["contract"] = contract
+        tuple_args = contract_tuple_args(contract, _full_program(prompt, solution, entry), entry)
+        if tuple_args:
+            metadata["tuple_args"] = tuple_args
     return Problem(
         id=task_id, source="mbppplus" if is_mbpp else "humanevalplus", statement=statement, starter_code=starter,
         kind="call", entry_point=entry, solutions=[_full_program(prompt, solution, entry)], public_tests=public,
