@@ -89,6 +89,34 @@ def _starter_note(problem: Problem) -> str:
     return f"starter code:\n{problem.starter_code.strip()}\n" if problem.starter_code.strip() else ""
 
 
+
+# Plan faithfulness check (`distill --verify`): a model writes code from the plan, the judge runs it.
+VERIFY_SYSTEM = "You are an expert Python programmer. You write programs exactly as a plan describes."
+VERIFY_INSTRUCTION = ("Write a complete Python 3 program that carries out the plan above, step by step. "
+                      "Answer with the code only, in one ```python block.")
+
+
+def verify_messages(problem: Problem, plan: str, *, include_statement: bool = False) -> list[dict[str, str]]:
+    """Code from a plan. By default the model sees the plan and the program's interface only (how it
+    reads input or which function it defines), not the statement: a plan that does not carry the
+    solution then fails, which is the point of the check."""
+    parts = [f"problem:\n{problem.statement.strip()}"] if include_statement else []
+    parts.append(f"plan:\n{plan.strip()}")
+    parts.append(_interface_note(problem))
+    parts.append(VERIFY_INSTRUCTION)
+    return [{"role": "system", "content": VERIFY_SYSTEM}, {"role": "user", "content": "\n".join(parts)}]
+
+
+def _interface_note(problem: Problem) -> str:
+    if problem.starter_code.strip():
+        return f"Complete this starter code:\n{problem.starter_code.strip()}"
+    if problem.kind == "stdin":
+        return "The program reads standard input and prints to standard output."
+    if problem.entry_point:
+        return f"Define the function `{problem.entry_point}`; it is called directly, nothing is read from input."
+    return "Define the function the plan describes; it is called directly, nothing is read from input."
+
+
 # ---- chat-template wrapping (instruct students) -------------------------------------------------
 
 def chat_prompt(tokenizer, prompt: str) -> str:
