@@ -23,7 +23,7 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     @classmethod
-    def load(cls: type[C], path: str | Path | None = None, **overrides: Any) -> C:
+    def load(cls: type[C], path: str | Path | None = None, /, **overrides: Any) -> C:
         """Fields from `path` (YAML), then `overrides` whose value is not None."""
         values: dict[str, Any] = read_yaml(path) if path else {}
         return validate_config(cls, merge_settings(values, overrides), source=str(path) if path else "command line")
