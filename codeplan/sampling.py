@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from codeplan.config import DataConfig, StageConfig
 from codeplan.errors import InputError
 from codeplan.jsonl import JsonlAppender, read_jsonl, repair_torn_tail, write_json, write_jsonl
-from codeplan.problems import Problem
+from codeplan.problems import Problem, TestCase
 
 Strategy = Literal["plan-sampling", "direct"]
 SelectionRule = Literal["pass-share", "test-rate", "likelihood", "first"]
@@ -587,3 +587,94 @@ def summarize_samples(out: str | Path, cfg: GenerateConfig | None = None, *, sec
     if seconds is not None:
         summary["wall_seconds_this_run"] = round(seconds, 3)
     return summary
+
+
+# ---- plan sampling as a service: POST /v1/codeplan/solve on `codeplan serve` --------------------
+
+
+def solve_problem(problem: Problem, cfg: GenerateConfig, generator: Any, judge: Any) -> dict[str, Any]:
+    """One problem through `cfg.strategy`; the answer the solve route returns."""
+    work = _Work(problem)
+    run_chunk([work], cfg, generator, judge)
+    answer: dict[str, Any] = {"problem_id": problem.id, "strategy": cfg.strategy, "code": work.final[0],
+                              "codes": work.final, "budget": work.budget.to_record()}
+    if work.selection is not None:
+        answer.update(plan=work.plans[work.selection.chosen], plan_index=work.selection.chosen,
+                      selection=work.selection.to_record(work.scores), plans=work.plans)
+    return answer
+
+
+class _QueuedGenerator:
+    """Sends a solve request's prompts through the server's batching queue (the model has one
+    owner thread), each prompt as its own job so that concurrent requests batch together."""
+
+    def __init__(self, state: Any, loop: Any) -> None:
+        self.state, self.loop, self.name = state, loop, state.model_name
+
+    def generate(self, prompts: list[str], params: Any) -> list[Any]:
+        import asyncio
+        from dataclasses import replace
+
+        futures = [asyncio.run_coroutine_threadsafe(
+            self.state.submit("completion", prompt, replace(params, seed=None if params.seed is None else params.seed + i)),
+            self.loop) for i, prompt in enumerate(prompts)]
+        return [future.result() for future in futures]
+
+
+class SolveRequest(BaseModel):
+    """Body of POST /v1/codeplan/solve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statement: str = Field(min_length=1)
+    starter_code: str = ""
+    kind: Literal["stdin", "call", "assert"] | None = None  # default: call with starter code, else stdin
+    entry_point: str | None = None
+    public_tests: list[TestCase] = Field(default_factory=list)
+    strategy: Strategy = "plan-sampling"
+    num_plans: int = Field(4, ge=1, le=64)
+    codes_per_plan: int = Field(4, ge=1, le=64)
+    num_samples: int = Field(1, ge=1, le=64)
+    selection: SelectionRule = "pass-share"
+    plan_max_tokens: int = Field(256, ge=1)
+    code_max_tokens: int = Field(512, ge=1)
+    seed: int = 0
+    return_plan: bool = False
+
+
+def add_solve_route(app: Any, state: Any) -> None:
+    """Register POST /v1/codeplan/solve: a problem statement (+ starter code, + public example
+    tests) in, the final program out, and the chosen plan with its scores when asked."""
+    import asyncio
+
+    from fastapi import HTTPException
+
+    class _RequestJudge:
+        """A sandboxed judge pool for one request's programs (started only when there are some)."""
+
+        def run(self, tasks: list[Any]) -> list[Any]:
+            from codeplan.judge import Judge, JudgeConfig
+
+            with Judge(JudgeConfig(workers=min(4, max(1, len(tasks))))) as judge:
+                return judge.run(tasks)
+
+    @app.post("/v1/codeplan/solve")
+    async def solve(request: SolveRequest) -> dict[str, Any]:
+        kind = request.kind or ("call" if request.starter_code.strip() else "stdin")
+        try:
+            problem = Problem(id="request", statement=request.statement, starter_code=request.starter_code, kind=kind,
+                              entry_point=request.entry_point, public_tests=request.public_tests)
+        except ValueError as err:
+            raise HTTPException(status_code=400, detail=str(err)) from None
+        cfg = GenerateConfig(data=DataConfig(path="-"), model=state.model_name, out="-", strategy=request.strategy,
+                             num_plans=request.num_plans, codes_per_plan=request.codes_per_plan,
+                             num_samples=request.num_samples, selection=request.selection,
+                             plan_max_tokens=request.plan_max_tokens, code_max_tokens=request.code_max_tokens,
+                             seed=request.seed, progress=False)
+        generator = _QueuedGenerator(state, asyncio.get_running_loop())
+        answer = await asyncio.to_thread(solve_problem, problem, cfg, generator, _RequestJudge())
+        answer["model"] = state.model_name
+        if not request.return_plan:
+            for key in ("plan", "plans", "selection"):
+                answer.pop(key, None)
+        return answer

@@ -215,6 +215,8 @@ def create_app(generator: Any, model_name: str, *, default_max_tokens: int = 512
     app.state.codeplan = state
     _add_error_handlers(app)
     _add_openai_routes(app, state)
+    from codeplan.sampling import add_solve_route  # plan sampling as a service: POST /v1/codeplan/solve
+    add_solve_route(app, state)
     return app
 
 
