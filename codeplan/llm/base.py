@@ -35,6 +35,7 @@ class Completion:
     finish_reasons: list[str] = field(default_factory=list)
     token_logprobs: list[list[float]] | None = None
     tokens: list[list[str]] | None = None  # the token strings behind token_logprobs, where known
+    token_ids: list[list[int]] | None = None  # the generated token ids (end-of-sequence excluded), where known
 
 
 @dataclass

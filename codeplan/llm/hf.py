@@ -175,7 +175,7 @@ class HFGenerator:
             self.stats.add(requests=1, prompt_tokens=len(prompt), completion_tokens=generated)
             out.append(Completion(texts=texts, prompt_tokens=len(prompt), completion_tokens=generated,
                                   logprobs=sums, finish_reasons=reasons, token_logprobs=per_token,
-                                  tokens=token_text))
+                                  tokens=token_text, token_ids=[list(row.tokens) for row in mine]))
         return out
 
     def _hit_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
