@@ -268,11 +268,10 @@ def program_process(job: dict, cmd_r: int, res_w: int, out_fd: int, err_fd: int)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.closerange(7, 1 << 16)
+    os.setsid()  # its own process group: killpg(0) must not reach the worker (groups cross PID namespaces)
     if job["sandbox"]:
         drop_capabilities()
         os.chdir("/tmp")
-    else:
-        os.setsid()
     limits = job["limits"]
     per_test = max(1, math.ceil(limits["cpu"]))
     budget = per_test * job.get("tests", 1) + 1
@@ -283,6 +282,7 @@ def program_process(job: dict, cmd_r: int, res_w: int, out_fd: int, err_fd: int)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
     fsize = max(limits["file_mb"] << 20, limits["output_bytes"] + 1)
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a write over the limit must end the test
     stack = min(memory, 512 << 20)
     resource.setrlimit(resource.RLIMIT_STACK, (stack, stack))
     if job["sandbox"]:

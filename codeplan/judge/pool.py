@@ -404,6 +404,8 @@ class Judge:
         if status.get("exc") == "MemoryError" or (
                 raw["signal"] and raw["maxrss_kb"] * 1024 > 0.8 * (limits["memory_mb"] << 20)):
             return "memory_limit", f"more than {limits['memory_mb']} MB"
+        if raw.get("protocol"):
+            return "runtime_error", f"the program wrote {raw['protocol']}"
         if status.get("ok") is False:
             what = f"{status.get('exc')}: {status.get('message', '')}"
             if mode == "assert" and status.get("exc") == "AssertionError":

@@ -1,0 +1,317 @@
+"""Hostile programs: each is contained, gets the right verdict, and leaves the judge unharmed.
+
+All programs run in one batch on one judge (fast); each test then checks its own program's result
+and the side effects it tried to cause.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from codeplan.judge import Judge, JudgeConfig, JudgeTask
+from codeplan.problems import Problem, TestCase
+
+SECRET = "judge-secret-" + uuid.uuid4().hex
+TOKEN = "EXPECTED-" + uuid.uuid4().hex  # the expected output a hunting program would need to find
+
+
+def stdin_problem(expected: str = "4") -> Problem:
+    return Problem(id="double", statement="", kind="stdin",
+                   hidden_tests=[TestCase(input="2\n", output=expected), TestCase(input="2\n", output=expected)])
+
+
+def descendants(root: int) -> set[int]:
+    """Every process below `root` in the host's process tree."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def worker_processes(judge: Judge) -> set[int]:
+    pids: set[int] = set()
+    for worker in judge._workers:
+        pids |= {worker.proc.pid} | descendants(worker.proc.pid)
+    return pids
+
+
+PROGRAMS: dict[str, tuple[str, Problem | None]] = {}
+
+
+def hostile(name: str, code: str, problem: Problem | None = None) -> None:
+    PROGRAMS[name] = (textwrap.dedent(code), problem)
+
+
+hostile("infinite_loop", "while True:\n    pass\n")
+hostile("sleep_forever", "import time\ntime.sleep(10**6)\n")
+hostile("ignore_signals", """
+    import signal
+    for s in range(1, 65):
+        try:
+            signal.signal(s, signal.SIG_IGN)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    while True:
+        pass
+""")
+hostile("fork_bomb", """
+    import os
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            pass
+""")
+hostile("setsid_double_fork", """
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(10**6)
+        os._exit(0)
+    print(4)
+""")
+hostile("thread_bomb", """
+    import threading, time
+    threads = []
+    while True:
+        t = threading.Thread(target=time.sleep, args=(100,), daemon=True)
+        t.start()
+        threads.append(t)
+""")
+hostile("memory_bomb", "blocks = []\nwhile True:\n    blocks.append(bytearray(10**8))\n")
+hostile("endless_stdout", "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n")
+hostile("endless_stderr", "import sys\nwhile True:\n    sys.stderr.write('x' * 65536)\n")
+hostile("kill_parent", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint(4)\n")
+hostile("kill_process_group", "import os, signal\nos.killpg(0, signal.SIGKILL)\n")
+hostile("kill_everything", """
+    import os, signal
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:  # nothing else to kill in its namespace
+        pass
+    print(4)
+""")
+hostile("close_stdout", "import os\nos.close(1)\nprint(4)\n")
+hostile("exit_before_print", "import os\nos._exit(0)\nprint(4)\n")
+hostile("stack_overflow", """
+    import sys
+    sys.setrecursionlimit(10**8)
+    def down(n):
+        return down(n + 1) + 1
+    down(0)
+""")
+hostile("segfault", "import ctypes\nctypes.string_at(0)\n")
+hostile("inherited_fds", """
+    import os
+    for fd in range(0, 1024):
+        try:
+            os.write(fd, b"garbage" * 1000)
+        except OSError:
+            pass
+    print(4)
+""")
+hostile("read_env", "import os\nprint(os.environ.get('CODEPLAN_TEST_SECRET'))\n", stdin_problem(SECRET))
+hostile("right_then_exit", "print(int(input()) * 2)\nexit()\n")
+hostile("right_then_sys_exit", "import sys\nprint(int(input()) * 2)\nsys.exit(0)\n")
+hostile("hunt_memory", """
+    import gc, re, sys
+    found = set()
+    for obj in gc.get_objects():
+        try:
+            for item in (obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else [obj]):
+                if isinstance(item, str) and re.fullmatch("EXPECTED-[0-9a-f]{32}", item):
+                    found.add(item)
+        except Exception:
+            pass
+    frame = sys._getframe()
+    while frame is not None:
+        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):
+            if isinstance(value, str) and re.fullmatch("EXPECTED-[0-9a-f]{32}", value):
+                found.add(value)
+        frame = frame.f_back
+    print(found.pop() if found else "nothing")
+""", stdin_problem(TOKEN))
+hostile("hunt_files_and_proc", """
+    import os, re
+    found = set()
+    pattern = re.compile(rb"EXPECTED-[0-9a-f]{32}")
+    def scan(path):
+        try:
+            with open(path, "rb") as handle:
+                found.update(m.decode() for m in pattern.findall(handle.read(1 << 22)))
+        except Exception:
+            pass
+    for pid in range(1, 200):
+        for name in ("environ", "cmdline", "maps"):
+            scan(f"/proc/{pid}/{name}")
+        try:
+            with open(f"/proc/{pid}/mem", "rb") as mem:
+                found.update(m.decode() for m in pattern.findall(mem.read(1 << 20)))
+        except Exception:
+            pass
+    for top in os.listdir("/"):
+        if top in ("usr", "proc", "sys", "dev") or os.path.islink("/" + top):
+            continue
+        for root, dirs, files in os.walk("/" + top):
+            if "site-packages" in root or "/lib/python" in root:
+                dirs[:] = []
+                continue
+            for name in files:
+                scan(os.path.join(root, name))
+    print(found.pop() if found else "nothing")
+""", stdin_problem(TOKEN))
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory):
+    """Start a server and plant files, run every hostile program once, and record what happened."""
+    os.environ["CODEPLAN_TEST_SECRET"] = SECRET
+    base = tmp_path_factory.mktemp("victim")
+    victim = base / "victim.txt"
+    victim.write_text("precious")
+    dataset = base / "expected.txt"
+    dataset.write_text(TOKEN)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    hostile("files", f"""
+        import os, shutil
+        for action in (lambda: open({str(victim)!r}, "w").write("owned"),
+                       lambda: os.remove({str(victim)!r}),
+                       lambda: shutil.rmtree({str(base)!r}),
+                       lambda: open("/usr/codeplan-owned", "w").write("x"),
+                       lambda: open("/bin/owned", "w").write("x"),
+                       lambda: os.remove({os.path.realpath(os.sys.executable)!r})):
+            try:
+                action()
+            except Exception:
+                pass
+        print(os.path.exists({str(victim)!r}), os.path.exists({str(dataset)!r}))
+    """)
+    hostile("network", f"""
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"hello")
+            print("connected")
+        except OSError as err:
+            print("refused", err)
+    """)
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(write_fd, True)
+    names = list(PROGRAMS)
+    tasks = [JudgeTask(problem=problem or stdin_problem(), code=code) for code, problem in PROGRAMS.values()]
+    cfg = JudgeConfig(workers=2, timeout=1.0, wall_factor=2.0, memory_mb=512)
+    with Judge(cfg) as judge:
+        before = worker_processes(judge)
+        results = judge.run(tasks)
+        after = worker_processes(judge)
+        followup = judge.run([JudgeTask(problem=stdin_problem(), code="print(int(input()) * 2)")])[0]
+    os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    try:
+        leaked = os.read(read_fd, 100)
+    except BlockingIOError:
+        leaked = b""
+    os.close(read_fd)
+    try:
+        connection, _ = server.accept()
+        connection.close()
+        connected = True
+    except BlockingIOError:
+        connected = False
+    server.close()
+    del os.environ["CODEPLAN_TEST_SECRET"]
+    return {"results": dict(zip(names, results)), "before": before, "after": after, "followup": followup,
+            "victim": victim.read_text() if victim.exists() else None, "connected": connected, "leaked": leaked}
+
+
+@pytest.mark.parametrize("name", ["infinite_loop", "sleep_forever", "ignore_signals"])
+def test_runaway_programs_time_out(outcome, name):
+    assert outcome["results"][name].verdict == "timeout", outcome["results"][name]
+
+
+def test_memory_bomb_hits_memory_limit(outcome):
+    assert outcome["results"]["memory_bomb"].verdict == "memory_limit", outcome["results"]["memory_bomb"]
+
+
+@pytest.mark.parametrize("name", ["endless_stdout", "endless_stderr"])
+def test_endless_output_hits_output_limit(outcome, name):
+    assert outcome["results"][name].verdict == "output_limit", outcome["results"][name]
+
+
+@pytest.mark.parametrize("name", ["fork_bomb", "thread_bomb", "kill_process_group", "stack_overflow", "segfault"])
+def test_contained_failures_do_not_pass(outcome, name):
+    result = outcome["results"][name]
+    assert result.verdict in {"runtime_error", "timeout", "memory_limit"}, result
+
+
+def test_nothing_the_programs_started_survives(outcome):
+    # Same worker processes before and after: fork bombs, setsid + double fork, sleeping children all gone.
+    assert outcome["after"] == outcome["before"]
+    assert outcome["results"]["setsid_double_fork"].verdict == "pass"
+
+
+def test_writing_to_inherited_fds_reaches_nothing(outcome):
+    # The only inherited descriptors lead to the program's own result channel: garbage there is the
+    # program's runtime error; nothing reaches the judge's descriptors.
+    assert outcome["results"]["inherited_fds"].verdict == "runtime_error", outcome["results"]["inherited_fds"]
+    assert outcome["leaked"] == b""
+    assert outcome["followup"].verdict == "pass"
+
+
+@pytest.mark.parametrize("name", ["kill_parent", "kill_everything"])
+def test_attacks_on_the_judge_change_nothing(outcome, name):
+    # The program prints the right answer after its attack: the judge is unharmed and grades it.
+    assert outcome["results"][name].verdict == "pass", outcome["results"][name]
+    assert outcome["leaked"] == b""
+
+
+def test_judge_keeps_working_after_the_batch(outcome):
+    assert outcome["followup"].verdict == "pass"
+
+
+@pytest.mark.parametrize("name", ["close_stdout", "exit_before_print"])
+def test_lost_output_is_a_wrong_answer(outcome, name):
+    assert outcome["results"][name].verdict == "wrong_answer", outcome["results"][name]
+
+
+@pytest.mark.parametrize("name", ["right_then_exit", "right_then_sys_exit"])
+def test_exit_after_the_answer_passes(outcome, name):
+    assert outcome["results"][name].verdict == "pass", outcome["results"][name]
+
+
+def test_files_outside_scratch_are_untouched_and_invisible(outcome):
+    assert outcome["victim"] == "precious"
+    assert outcome["results"]["files"].verdict == "wrong_answer"
+    assert not Path("/usr/codeplan-owned").exists()
+
+
+def test_no_network(outcome):
+    assert outcome["connected"] is False
+    assert outcome["results"]["network"].verdict == "wrong_answer"
+
+
+@pytest.mark.parametrize("name", ["read_env", "hunt_memory", "hunt_files_and_proc"])
+def test_secrets_and_expected_outputs_are_out_of_reach(outcome, name):
+    # Each of these would pass if it found what it looks for.
+    assert outcome["results"][name].verdict == "wrong_answer", outcome["results"][name]
