@@ -94,7 +94,9 @@ def clean_plan(text: str) -> tuple[str | None, str]:
     Text under a step (sub-bullets, wrapped lines) joins that step."""
     if not text or not text.strip():
         return None, "empty answer"
-    body = _FENCE.sub(lambda m: "" if _is_code_block(m.group(1), m.group(2)) else m.group(2), text)
+    # An unwrapped block is followed by a blank line: its end ends the list, so chatter after the
+    # closing fence does not join the last step.
+    body = _FENCE.sub(lambda m: "" if _is_code_block(m.group(1), m.group(2)) else f"\n{m.group(2)}\n\n", text)
     lines = [line.rstrip() for line in body.replace("\r\n", "\n").split("\n")]
     if not any(line.strip() for line in lines):
         return None, "answer holds only code, no plan"
@@ -117,6 +119,9 @@ def clean_plan(text: str) -> tuple[str | None, str]:
                     break  # after the last step, a blank line ends the plan: what follows is chatter
                 continue
             sub = _BULLET.match(line)
+            if k == len(markers) - 1 and not sub and not line[:1].isspace() and parts[-1].rstrip().endswith(
+                    (".", "!", "?")):
+                break  # a new sentence flush left after the last finished step: closing remarks
             parts.append(_unbold(sub.group(1) if sub else line.strip()))
         step = " ".join(p for p in parts if p).strip()
         if step:

@@ -16,6 +16,7 @@ import pytest
 
 from codeplan.llm.base import GenerationParams
 from codeplan.llm.openai_compat import GenerationError, OpenAIGenerator, retry_after_seconds
+from codeplan.prompts import VERIFY_SYSTEM
 
 MARK = re.compile(r"ID=(\S+) SOL=(\d+)")
 
@@ -36,8 +37,10 @@ class FakeTeacher:
     last user message, after the faults `schedule(key, attempt)` names for that request."""
 
     def __init__(self, schedule: Callable[[tuple[str, int], int], str | None] = lambda key, attempt: None, *,
-                 hang_seconds: float = 3.0, delay: float = 0.0) -> None:
+                 hang_seconds: float = 3.0, delay: float = 0.0,
+                 coder: Callable[[tuple[str, int]], str] | None = None) -> None:
         self.schedule = schedule
+        self.coder = coder  # answers code-from-plan requests (distill --verify) with this program
         self.hang_seconds = hang_seconds
         self.delay = delay
         self.attempts: Counter[tuple[str, int]] = Counter()
@@ -95,7 +98,10 @@ class FakeTeacher:
             return self._send(request, 200, {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
                                              "choices": []})
         n = int(body.get("n") or 1)
-        if fault == "empty_content":
+        is_verify = "messages" in body and body["messages"][0]["content"] == VERIFY_SYSTEM
+        if is_verify and self.coder is not None:
+            answers = [f"Here you go:\n```python\n{self.coder(key)}\n```"] * n
+        elif fault == "empty_content":
             answers = [""] * n
         elif fault == "refuse":
             answers = ["I'm sorry, but I can't help with that."] * n
