@@ -53,6 +53,9 @@ class Opaque:
         return f"<{self.type_name} {self.text[:80]}>"
 
 
+BIG_INT = 10 ** 1000
+
+
 class TooLarge(Exception):
     pass
 
@@ -67,7 +70,9 @@ def encode_value(value, budget: list | None = None, depth: int = 0):
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
-        return int(value)
+        if -BIG_INT < value < BIG_INT:
+            return int(value)
+        return {"$int": hex(value)}  # decimal conversion of huge ints is limited (and slow) in Python 3.11+
     if isinstance(value, float):
         if math.isfinite(value):
             return float(value)
@@ -114,6 +119,8 @@ def decode_value(tree):
             return {_hashable(decode_value(k)): decode_value(v) for k, v in body}
         if tag == "$bytes":
             return bytes.fromhex(body)
+        if tag == "$int":
+            return int(body, 16)
         if tag == "$float":
             return float(body)
         if tag == "$complex":
@@ -332,12 +339,13 @@ def program_process(job: dict, cmd_r: int, res_w: int, out_fd: int, err_fd: int)
             value = None
             try:
                 if mode == "call":
+                    status["phase"] = "load"
                     if loaded is None:
-                        status["phase"] = "load"
                         loaded = fresh_namespace()
                         exec(code, loaded)
-                        status["phase"] = "run"
-                    value = find_entry(loaded, job["entry_point"])(*decode_value(test["input"]))
+                    target = find_entry(loaded, job["entry_point"])
+                    status["phase"] = "run"
+                    value = target(*decode_value(test["input"]))
                 else:
                     namespace = fresh_namespace()
                     exec(code, namespace)
