@@ -226,17 +226,24 @@ def evaluate(
     workers: Annotated[Optional[int], typer.Option(help="Programs judged at once (default: all cores).")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="CPU seconds per test.")] = None,
     unsafe_no_sandbox: Annotated[bool, typer.Option("--unsafe-no-sandbox", help="Run programs without isolation.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exact output comparison instead of the APPS harness's leniency.")] = False,
+    cache: Annotated[Optional[Path], typer.Option(help="Verdict cache (JSONL; default: OUT.cache.jsonl).")] = None,
+    memory_mb: Annotated[Optional[int], typer.Option(help="Memory limit per program process, MB.")] = None,
+    tests: Annotated[Optional[str], typer.Option(help="hidden (default) or public tests.")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Show the progress bar.")] = None,
     config: ConfigFile = None,
     format: Format = None, split: Split = None, difficulty: Difficulty = None, limit: Limit = None,
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Stage 4: judge samples on hidden tests in the sandbox; pass@k, strict accuracy, test-case average."""
-    from codeplan.judge.evaluate import EvaluateConfig, evaluate as run_evaluate
+    from codeplan.judge.evaluate import EvaluateConfig, evaluate as run_evaluate, parse_k
 
+    data_flags = {k: v for k, v in _data(data, format, split, difficulty, limit, skip_invalid).items() if v is not None}
     cfg = EvaluateConfig.load(
-        config, data=_data(data, format, split, difficulty, limit, skip_invalid),
+        config, data=data_flags,
         samples=str(samples), out=str(out), workers=workers, timeout=timeout,
-        k=[int(x) for x in k.split(",")] if k else None, unsafe_no_sandbox=unsafe_no_sandbox or None)
+        k=parse_k(k) if k else None, unsafe_no_sandbox=unsafe_no_sandbox or None, strict=strict or None,
+        cache=str(cache) if cache else None, memory_mb=memory_mb, tests=tests, progress=progress)
     run_evaluate(cfg)
 
 
@@ -270,13 +277,14 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     served_name: Annotated[Optional[str], typer.Option(help="Model id clients send (default: --model).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Sequences decoded together.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (1 is fastest on a busy CPU).")] = None,
     config: ConfigFile = None,
 ) -> None:
     """An OpenAI-compatible HTTP server for a local model (a trained student)."""
     from codeplan.serve import ServeConfig, serve as run_serve
 
     run_serve(ServeConfig.load(config, model=model, host=host, port=port, served_name=served_name,
-                               batch_size=batch_size))
+                               batch_size=batch_size, threads=threads))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -199,8 +199,8 @@ class Judge:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers: list[_Worker] = []
         self._reference_cache: dict[str, list[Any]] = {}
-        self._ref_lock = threading.Lock()
         self.started = False
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Judge":
@@ -213,6 +213,7 @@ class Judge:
     def start(self) -> None:
         if self.started:
             return
+        self._closing = False
         workers = [self._spawn() for _ in range(self.size)]
         try:
             for worker in workers:
@@ -228,6 +229,7 @@ class Judge:
         self.started = True
 
     def close(self) -> None:
+        self._closing = True  # threads still judging (after Ctrl-C) must not start new workers
         for worker in self._workers:
             worker.close()
         self._workers.clear()
@@ -272,7 +274,7 @@ class Judge:
         errors: list[BaseException] = []
 
         def drain() -> None:
-            while not errors:
+            while not errors and not self._closing:
                 try:
                     index = todo.get_nowait()
                 except queue.Empty:
@@ -303,6 +305,8 @@ class Judge:
                 try:
                     return self._judge_on(worker, task)
                 except (WorkerError, ValueError, KeyError) as err:
+                    if self._closing:
+                        raise
                     # The worker broke: replace it, and judge this program once more from scratch.
                     worker = self._replace(worker)
                     if attempt == 1:
@@ -312,6 +316,8 @@ class Judge:
             self._idle.put(worker)
 
     def _replace(self, worker: _Worker) -> _Worker:
+        if self._closing:
+            raise WorkerError("the judge is closing")
         worker.kill()
         fresh = self._spawn()
         self._check_ready(fresh, fresh.ready(120.0))

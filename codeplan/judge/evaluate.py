@@ -1,0 +1,185 @@
+"""`codeplan evaluate`: judge samples.jsonl on the hidden tests and write results.json.
+
+Verdicts are cached in an append-only JSONL file keyed by hash(program, tests, limits, mode), one
+record per judged sample, flushed as soon as it is known: a re-run is free and a killed evaluation
+resumes where it stopped. Expected outputs derived from reference solutions (HumanEval+/MBPP+) are
+cached in the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from codeplan.config import DataConfig, StageConfig
+from codeplan.errors import InputError
+from codeplan.jsonl import JsonlAppender, iter_jsonl, write_json
+from codeplan.judge._worker import decode_value, encode_value
+from codeplan.judge.pool import Judge, JudgeConfig, JudgeTask, ProgramResult
+from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
+from codeplan.problems import Problem
+
+# Bump when a change to the judge can change verdicts: old cache records are then ignored.
+JUDGE_VERSION = 1
+
+
+class EvaluateConfig(StageConfig):
+    data: DataConfig
+    samples: str
+    out: str
+    k: list[int] = Field(default_factory=lambda: [1, 5, 10])
+    workers: int | None = None
+    timeout: float | None = None  # CPU seconds per test; None = per-benchmark default
+    unsafe_no_sandbox: bool = False
+    strict: bool = False
+    cache: str | None = None  # default: <out>.cache.jsonl beside `out`
+    memory_mb: int = 1024
+    tests: Literal["hidden", "public"] = "hidden"
+    progress: bool = True
+
+
+def parse_k(text: str) -> list[int]:
+    """"1,5,10" -> [1, 5, 10]; anything else is an InputError naming the flag."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise InputError(f"expected comma-separated positive integers, got {text!r}", path="command line", field="k")
+    return values
+
+
+def cache_path(cfg: EvaluateConfig) -> Path:
+    return Path(cfg.cache) if cfg.cache else Path(cfg.out).with_name(Path(cfg.out).name + ".cache.jsonl")
+
+
+def read_samples(path: str, problems: dict[str, Problem]) -> list[tuple[str, str]]:
+    """(problem_id, code) in file order; unknown ids and bad fields are InputErrors naming the line."""
+    samples: list[tuple[str, str]] = []
+    for line, record in iter_jsonl(path):
+        problem_id, code = record.get("problem_id"), record.get("code")
+        if not isinstance(problem_id, str):
+            raise InputError("expected a string problem_id", path=path, line=line, field="problem_id")
+        if problem_id not in problems:
+            raise InputError(f"unknown problem id {problem_id!r} (not in the data given with --data)",
+                             path=path, line=line, field="problem_id")
+        if not isinstance(code, str):
+            raise InputError("expected the program as a string", path=path, line=line, record=problem_id, field="code")
+        samples.append((problem_id, code))
+    return samples
+
+
+def verdict_key(judge: Judge, problem: Problem, code: str, cfg: EvaluateConfig) -> str:
+    """What decides a verdict: the program, the problem's tests, the limits and the comparison mode."""
+    tests = problem.hidden_tests if cfg.tests == "hidden" else problem.public_tests
+    blob = json.dumps({
+        "version": JUDGE_VERSION, "code": code, "kind": problem.kind, "entry_point": problem.entry_point,
+        "setup": problem.test_setup, "tests": [t.model_dump(mode="json") for t in tests],
+        "public": [t.model_dump(mode="json") for t in problem.public_tests] if problem.outputs_from_solution else None,
+        "reference": problem.solutions[:1] if problem.outputs_from_solution else None, "atol": problem.atol,
+        "limits": judge.limits(problem), "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
+        "hide_asserts": judge.cfg.hide_assert_expected,
+    }, sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def load_cache(path: Path) -> tuple[dict[str, dict], dict[str, list]]:
+    verdicts: dict[str, dict] = {}
+    references: dict[str, list] = {}
+    if not path.exists():
+        return verdicts, references
+    for _, record in iter_jsonl(path, skip_torn_tail=True):
+        if "key" in record and isinstance(record.get("result"), dict):
+            verdicts[record["key"]] = record["result"]
+        elif "reference" in record:
+            references[record["reference"]] = decode_value(record["values"])
+    return verdicts, references
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    """Judge every sample (cached verdicts are reused), compute the metrics, write results.json."""
+    from codeplan.data import load_problems
+
+    problems = {problem.id: problem for problem in load_problems(cfg.data)}
+    samples = read_samples(cfg.samples, problems)
+    judge_cfg = JudgeConfig(workers=cfg.workers, timeout=cfg.timeout, memory_mb=cfg.memory_mb,
+                            sandbox=not cfg.unsafe_no_sandbox, strict=cfg.strict)
+    cache_file = cache_path(cfg)
+    cached, references = load_cache(cache_file)
+    judge = Judge(judge_cfg)
+    keys = [verdict_key(judge, problems[pid], code, cfg) for pid, code in samples]
+    todo = [i for i, key in enumerate(keys) if key not in cached]
+    if todo:
+        _judge_missing(judge, cfg, samples, problems, keys, todo, cached, references, cache_file)
+    results = [ProgramResult(**cached[key]) for key in keys]
+    report = summarize(cfg, samples, problems, results)
+    write_json(cfg.out, report)
+    return report
+
+
+def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dict[str, Problem],
+                   keys: list[str], todo: list[int], cached: dict[str, dict], references: dict[str, list],
+                   cache_file: Path) -> None:
+    from tqdm import tqdm
+
+    for problem in {samples[i][0]: problems[samples[i][0]] for i in todo}.values():
+        if problem.outputs_from_solution and judge._ref_key(problem) in references:
+            judge.set_reference_outputs(problem, references[judge._ref_key(problem)])
+    tasks = [JudgeTask(problem=problems[samples[i][0]], code=samples[i][1], tests=cfg.tests) for i in todo]
+    bar = tqdm(total=len(samples), initial=len(samples) - len(todo), desc="evaluate", unit="program",
+               file=sys.stderr, dynamic_ncols=True, disable=not cfg.progress)
+    passed = [sum(1 for key in keys if key in cached and cached[key]["passed"])]
+    with judge, JsonlAppender(cache_file) as cache:
+        def record(index: int, result: ProgramResult) -> None:
+            key = keys[todo[index]]
+            cached[key] = result.to_record()
+            cache.write({"key": key, "problem_id": samples[todo[index]][0], "result": cached[key]})
+            passed[0] += result.passed
+            bar.set_postfix(passed=passed[0], refresh=False)
+            bar.update(1)
+
+        judge._prepare_references(tasks)
+        for problem in {task.problem.id: task.problem for task in tasks}.values():
+            key = judge._ref_key(problem) if problem.outputs_from_solution else None
+            if key and key not in references and judge.reference_outputs(problem) is not None:
+                references[key] = judge.reference_outputs(problem)
+                cache.write({"reference": key, "values": encode_value(references[key])})
+        try:
+            judge.run(tasks, on_result=record)
+        finally:
+            bar.close()
+
+
+def summarize(cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dict[str, Problem],
+              results: list[ProgramResult]) -> dict[str, Any]:
+    per_problem: dict[str, list[ProgramResult]] = {}
+    for (problem_id, _), result in zip(samples, results):
+        per_problem.setdefault(problem_id, []).append(result)
+    scores = {pid: [SampleScore(r.passed, r.tests_passed, r.tests_total) for r in rs] for pid, rs in per_problem.items()}
+    overall = aggregate(scores, cfg.k)
+    difficulty = {pid: problems[pid].difficulty for pid in per_problem}
+    return {
+        "pass_at_k": overall["pass_at_k"],
+        "per_difficulty": aggregate_by_difficulty(scores, difficulty, cfg.k),
+        "strict_accuracy": overall["strict_accuracy"],
+        "test_case_average": overall["test_case_average"],
+        "num_problems": overall["num_problems"],
+        "num_samples": len(samples),
+        "problems_without_samples": len(problems) - len(per_problem),
+        "verdicts": dict(Counter(result.verdict for result in results)),
+        "problems": {
+            pid: {"n": len(rs), "c": sum(r.passed for r in rs), "difficulty": problems[pid].difficulty,
+                  "samples": [{"passed": r.passed, "verdict": r.verdict, "tests_passed": r.tests_passed,
+                               "tests_total": r.tests_total, "detail": r.detail} for r in rs]}
+            for pid, rs in per_problem.items()
+        },
+        "config": {"samples": cfg.samples, "data": cfg.data.path, "k": cfg.k, "tests": cfg.tests,
+                   "timeout": cfg.timeout, "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
+                   "memory_mb": cfg.memory_mb, "judge_version": JUDGE_VERSION},
+    }

@@ -1,0 +1,100 @@
+"""`codeplan evaluate`: results.json contract, verdict cache (re-run free, resume), bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from codeplan.cli import app
+from codeplan.config import DataConfig
+from codeplan.errors import InputError
+from codeplan.judge import evaluate as evaluate_module
+from codeplan.judge.evaluate import EvaluateConfig, evaluate
+from codeplan.problems import Problem, TestCase, write_problems
+
+GOOD_ADD = "a, b = map(int, input().split())\nprint(a + b)\n"
+GOOD_CALL = "def twice(x):\n    return 2 * x\n"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    problems = [
+        Problem(id="add", statement="Add two numbers.", kind="stdin", difficulty="introductory",
+                hidden_tests=[TestCase(input="1 2\n", output="3\n"), TestCase(input="2 2\n", output="4\n")]),
+        Problem(id="twice", statement="Double it.", kind="call", entry_point="twice", difficulty="interview",
+                hidden_tests=[TestCase(input=[1], output=[2]), TestCase(input=[0], output=[0]), TestCase(input=[5], output=[10])]),
+    ]
+    write_problems(tmp_path / "problems.jsonl", problems)
+    samples = [("add", GOOD_ADD), ("add", "print(3)\n"), ("add", "print(1 +\n"),
+               ("twice", "def twice(x):\n    return x * x\n"), ("twice", GOOD_CALL), ("twice", GOOD_CALL)]
+    with (tmp_path / "samples.jsonl").open("w") as handle:
+        for problem_id, code in samples:
+            handle.write(json.dumps({"problem_id": problem_id, "code": code, "sample_index": 0}) + "\n")
+    return tmp_path
+
+
+def config(workspace: Path, **extra) -> EvaluateConfig:
+    return EvaluateConfig(data=DataConfig(path=str(workspace / "problems.jsonl")), samples=str(workspace / "samples.jsonl"),
+                          out=str(workspace / "results.json"), k=[1, 2, 5], workers=2, progress=False, **extra)
+
+
+def test_results_follow_the_contract(workspace):
+    report = evaluate(config(workspace))
+    saved = json.loads((workspace / "results.json").read_text())
+    assert saved["pass_at_k"] == report["pass_at_k"]
+    add, twice = saved["problems"]["add"], saved["problems"]["twice"]
+    assert (add["n"], add["c"], twice["n"], twice["c"]) == (3, 1, 3, 2)
+    assert [s["verdict"] for s in add["samples"]] == ["pass", "wrong_answer", "compile_error"]
+    assert [s["tests_passed"] for s in add["samples"]] == [2, 1, 0]
+    assert [s["tests_passed"] for s in twice["samples"]] == [1, 3, 3]  # samples reported in file order
+    assert saved["pass_at_k"]["1"] == pytest.approx((1 / 3 + 2 / 3) / 2)
+    assert saved["pass_at_k"]["5"] == 1.0  # k > n: the n samples are all there is
+    assert saved["strict_accuracy"] == pytest.approx(0.5)
+    assert saved["test_case_average"] == pytest.approx(((1 + 0.5 + 0) / 3 + (1 / 3 + 1 + 1) / 3) / 2)
+    assert saved["per_difficulty"]["introductory"]["pass_at_k"]["1"] == pytest.approx(1 / 3)
+    assert saved["per_difficulty"]["interview"]["strict_accuracy"] == pytest.approx(2 / 3)
+
+
+class CountingJudge(evaluate_module.Judge):
+    judged: list[int] = []
+
+    def run(self, tasks, on_result=None):
+        CountingJudge.judged.append(len(tasks))
+        return super().run(tasks, on_result)
+
+
+def test_rerun_is_free_and_a_killed_run_resumes(workspace, monkeypatch):
+    monkeypatch.setattr(evaluate_module, "Judge", CountingJudge)
+    CountingJudge.judged = []
+    first = evaluate(config(workspace))
+    cache = workspace / "results.json.cache.jsonl"
+    assert CountingJudge.judged == [6] and len(cache.read_text().splitlines()) == 6
+    assert evaluate(config(workspace)) == first
+    assert CountingJudge.judged == [6]  # nothing judged again
+    # A run killed mid-way: four records and a torn fifth line.
+    lines = cache.read_text().splitlines()
+    cache.write_text("\n".join(lines[:4]) + "\n" + lines[4][:25])
+    assert evaluate(config(workspace)) == first
+    assert CountingJudge.judged == [6, 2]
+
+
+def test_unknown_problem_id_names_file_line_and_field(workspace):
+    with (workspace / "samples.jsonl").open("a") as handle:
+        handle.write(json.dumps({"problem_id": "nope", "code": "print(1)"}) + "\n")
+    with pytest.raises(InputError) as err:
+        evaluate(config(workspace))
+    assert err.value.line == 7 and err.value.field == "problem_id" and "samples.jsonl" in str(err.value)
+
+
+def test_cli_evaluate(workspace):
+    runner = CliRunner()
+    args = ["evaluate", "--data", str(workspace / "problems.jsonl"), "--samples", str(workspace / "samples.jsonl"),
+            "--out", str(workspace / "cli.json"), "--workers", "1", "--no-progress"]
+    result = runner.invoke(app, args + ["--k", "1,2"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads((workspace / "cli.json").read_text())["pass_at_k"]) == {"1", "2"}
+    bad = runner.invoke(app, args + ["--k", "one"])
+    assert bad.exit_code == 2 and "k" in bad.output
