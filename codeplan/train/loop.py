@@ -86,8 +86,9 @@ def checkpoints(out: Path) -> list[tuple[int, Path]]:
 def token_loss(logits: torch.Tensor, labels: torch.Tensor, *, causal: bool) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over target tokens and their count (prompt and padding are IGNORE)."""
     if causal:
-        logits, labels = logits[:, :-1], labels[:, 1:]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+        # Shift the labels, not the logits: slicing the (batch, length, vocab) logits would copy them.
+        labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE)
+    loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.reshape(-1),
                            ignore_index=IGNORE, reduction="sum")
     return loss, int((labels != IGNORE).sum())
 
