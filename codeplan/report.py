@@ -105,7 +105,7 @@ def _per_difficulty(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     table = {}
     for name, block in (results.get("per_difficulty") or {}).items():
         if isinstance(block, dict):
-            table[name] = {"pass_at_k": _pass_at_k(block), "problems": block.get("problems", block.get("count")),
+            table[name] = {"pass_at_k": _pass_at_k(block), "problems": block.get("problems", block.get("num_problems", block.get("count"))),
                            "strict_accuracy": block.get("strict_accuracy"),
                            "test_case_average": block.get("test_case_average")}
     return dict(sorted(table.items(), key=lambda item: (DIFFICULTY_ORDER.index(item[0])
@@ -167,6 +167,7 @@ def build_report(paths: list[str], labels: list[str] | None = None,
             "strict_accuracy": results.get("strict_accuracy"),
             "test_case_average": results.get("test_case_average"),
             "per_difficulty": _per_difficulty(results),
+            "verdicts": results.get("verdicts") if isinstance(results.get("verdicts"), dict) else None,
             "generation": _summary_of(samples),
             "meta": results.get("meta") or {},
         })
@@ -209,6 +210,12 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                   [[run["label"], _fmt(run["problems"]), _num(run["samples_per_problem"]),
                     *[_fmt(run["pass_at_k"].get(str(k))) for k in ks], _fmt(run["strict_accuracy"]),
                     _fmt(run["test_case_average"])] for run in runs])
+    verdict_rows = [[run["label"], ", ".join(f"{name} {count}" for name, count in
+                                             sorted(run["verdicts"].items(), key=lambda item: -item[1]))]
+                    for run in runs if run.get("verdicts")]
+    if verdict_rows:
+        out += ["Verdicts of all judged programs:", ""]
+        out += _table(["run", "verdicts"], verdict_rows)
     for comparison in report["comparisons"]:
         out += [f"## {comparison['run']} against {comparison['reference']}", ""]
         out += _table(["metric", comparison["reference"], comparison["run"], "relative change"],

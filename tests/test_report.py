@@ -19,7 +19,7 @@ def _results(folder: Path, p1: float, p5: float, strict: float, intro: float, in
         "pass_at_k": {"1": p1, "5": p5},
         "per_difficulty": {"interview": {"pass_at_k": {"1": interview, "5": interview}, "problems": 2},
                            "introductory": {"pass_at_k": {"1": intro, "5": intro}, "problems": 2}},
-        "strict_accuracy": strict, "test_case_average": 0.5,
+        "strict_accuracy": strict, "test_case_average": 0.5, "verdicts": {"pass": 2, "wrong_answer": 6},
         "problems": {f"p{i}": {"n": 2, "c": i % 2, "samples": []} for i in range(4)},
     }
     (folder / "results.json").write_text(json.dumps(results))
@@ -56,6 +56,7 @@ def test_report_compares_codeplan_with_baseline(tmp_path: Path):
     assert "| strict accuracy | 10.00 | 20.00 | +100.0% |" in text
     # Difficulty rows in the canonical order, and a reference of 0 has no relative change.
     assert text.index("| codeplan/plan-sampling | introductory") < text.index("| codeplan/plan-sampling | interview")
+    assert "| baseline/direct | wrong_answer 6, pass 2 |" in text
     # Budget and every plan choice are explained.
     assert "| codeplan/plan-sampling | plan-sampling | 5 | 11 | 300 | 6 | 2 |" in text
     assert "| p0 | 1 | plan 1 passed |" in text
