@@ -84,21 +84,21 @@ def verdict_key(judge: Judge, problem: Problem, code: str, cfg: EvaluateConfig) 
         "public": [t.model_dump(mode="json") for t in problem.public_tests] if problem.outputs_from_solution else None,
         "reference": problem.solutions[:1] if problem.outputs_from_solution else None, "atol": problem.atol,
         "limits": judge.limits(problem), "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
-        "hide_asserts": judge.cfg.hide_assert_expected,
+        "hide_asserts": judge.cfg.hide_assert_expected, "calibrate": judge.cfg.calibrate_factor,
     }, sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def load_cache(path: Path) -> tuple[dict[str, dict], dict[str, list]]:
+def load_cache(path: Path) -> tuple[dict[str, dict], dict[str, tuple[list, float]]]:
     verdicts: dict[str, dict] = {}
-    references: dict[str, list] = {}
+    references: dict[str, tuple[list, float]] = {}
     if not path.exists():
         return verdicts, references
     for _, record in iter_jsonl(path, skip_torn_tail=True):
         if "key" in record and isinstance(record.get("result"), dict):
             verdicts[record["key"]] = record["result"]
         elif "reference" in record:
-            references[record["reference"]] = decode_value(record["values"])
+            references[record["reference"]] = (decode_value(record["values"]), float(record.get("cpu", 0.0)))
     return verdicts, references
 
 
@@ -124,13 +124,13 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
 
 def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dict[str, Problem],
-                   keys: list[str], todo: list[int], cached: dict[str, dict], references: dict[str, list],
+                   keys: list[str], todo: list[int], cached: dict[str, dict], references: dict[str, tuple[list, float]],
                    cache_file: Path) -> None:
     from tqdm import tqdm
 
     for problem in {samples[i][0]: problems[samples[i][0]] for i in todo}.values():
         if problem.outputs_from_solution and judge._ref_key(problem) in references:
-            judge.set_reference_outputs(problem, references[judge._ref_key(problem)])
+            judge.set_reference_outputs(problem, *references[judge._ref_key(problem)])
     tasks = [JudgeTask(problem=problems[samples[i][0]], code=samples[i][1], tests=cfg.tests) for i in todo]
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), desc="evaluate", unit="program",
                file=sys.stderr, dynamic_ncols=True, disable=not cfg.progress)
@@ -149,7 +149,8 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
             key = judge._ref_key(problem) if problem.outputs_from_solution else None
             if key and key not in references and judge.reference_outputs(problem) is not None:
                 references[key] = judge.reference_outputs(problem)
-                cache.write({"reference": key, "values": encode_value(references[key])})
+                values, cpu = references[key]
+                cache.write({"reference": key, "values": encode_value(values), "cpu": cpu})
         try:
             judge.run(tasks, on_result=record)
         finally:

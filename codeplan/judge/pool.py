@@ -57,6 +57,10 @@ class JudgeConfig(BaseModel):
     site_packages: bool = True  # let programs import the judge's third-party packages (numpy)
     hide_assert_expected: bool = True  # `assert f(x) == LITERAL`: evaluate f(x) in the sandbox, compare outside
     recursion_limit: int = 1000
+    # HumanEval+/MBPP+ (outputs from a reference): without an explicit timeout, a test may use this
+    # many times the reference's slowest test CPU time, when that is above the default (evalplus
+    # sizes its limits from the reference's times the same way).
+    calibrate_factor: float = 4.0
 
 
 @dataclass
@@ -199,6 +203,7 @@ class Judge:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers: list[_Worker] = []
         self._reference_cache: dict[str, list[Any]] = {}
+        self._reference_cpu: dict[str, float] = {}
         self.started = False
         self._closing = False
 
@@ -329,6 +334,8 @@ class Judge:
 
     def limits(self, problem: Problem) -> dict[str, Any]:
         cpu = self.cfg.timeout or default_timeout(problem)
+        if self.cfg.timeout is None and problem.outputs_from_solution:
+            cpu = max(cpu, self.cfg.calibrate_factor * self._reference_cpu.get(self._ref_key(problem), 0.0))
         return {"cpu": cpu, "wall": cpu * self.cfg.wall_factor + 1.0, "memory_mb": self.cfg.memory_mb,
                 "processes": self.cfg.max_processes, "open_files": self.cfg.open_files,
                 "output_bytes": int(self.cfg.output_mb * (1 << 20)), "file_mb": self.cfg.scratch_mb}
@@ -343,6 +350,7 @@ class Judge:
         compat = not self.cfg.strict
         job = {"op": "program", "code": task.code, "entry_point": problem.entry_point or "", "setup": problem.test_setup,
                "preamble": compat and problem.kind in ("stdin", "call") and not problem.outputs_from_solution,
+               "apps_wrap": compat and problem.kind == "stdin",
                "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": total}
         expected_values = self._reference_cache.get(self._ref_key(problem)) if problem.outputs_from_solution else None
         worker.send(job)
@@ -453,11 +461,16 @@ class Judge:
     def _ref_index(problem: Problem, which: str, index: int) -> int:
         return index if which == "public" else len(problem.public_tests) + index
 
-    def reference_outputs(self, problem: Problem) -> list[Any] | None:
-        return self._reference_cache.get(self._ref_key(problem))
+    def reference_outputs(self, problem: Problem) -> tuple[list[Any], float] | None:
+        """The expected outputs derived from the reference solution, and its slowest test's CPU seconds."""
+        key = self._ref_key(problem)
+        if key not in self._reference_cache:
+            return None
+        return self._reference_cache[key], self._reference_cpu.get(key, 0.0)
 
-    def set_reference_outputs(self, problem: Problem, values: list[Any]) -> None:
+    def set_reference_outputs(self, problem: Problem, values: list[Any], cpu: float = 0.0) -> None:
         self._reference_cache[self._ref_key(problem)] = values
+        self._reference_cpu[self._ref_key(problem)] = cpu
 
     def _prepare_references(self, tasks: list[JudgeTask]) -> None:
         """Expected outputs of HumanEval+/MBPP+ problems: the first reference solution's, run here once."""
@@ -470,10 +483,10 @@ class Judge:
                 todo[self._ref_key(problem)] = problem
         if todo:
             computed = self._map(list(todo.values()), self._reference_values)
-            for key, values in zip(todo, computed):
-                self._reference_cache[key] = values
+            for key, (values, cpu) in zip(todo, computed):
+                self._reference_cache[key], self._reference_cpu[key] = values, cpu
 
-    def _reference_values(self, problem: Problem) -> list[Any]:
+    def _reference_values(self, problem: Problem) -> tuple[list[Any], float]:
         worker = self._idle.get()
         try:
             return self._reference_on(worker, problem)
@@ -483,7 +496,7 @@ class Judge:
         finally:
             self._idle.put(worker)
 
-    def _reference_on(self, worker: _Worker, problem: Problem) -> list[Any]:
+    def _reference_on(self, worker: _Worker, problem: Problem) -> tuple[list[Any], float]:
         limits = self.limits(problem)
         limits["cpu"] = max(limits["cpu"], 20.0)  # the reference is trusted to finish; give it room
         limits["wall"] = limits["cpu"] * self.cfg.wall_factor + 1.0
@@ -492,6 +505,7 @@ class Judge:
                      "tests": len(problem.public_tests) + len(problem.hidden_tests)})
         reply = worker.recv(60.0)
         values: list[Any] = []
+        slowest = 0.0
         if reply.get("compiled"):
             try:
                 for test in [*problem.public_tests, *problem.hidden_tests]:
@@ -499,6 +513,7 @@ class Judge:
                     worker.send({"op": "test", "mode": "call", "input": encode_value(args)})
                     raw = worker.recv(limits["wall"] + 30.0)
                     status = raw.get("status") or {}
+                    slowest = max(slowest, float(raw.get("cpu", 0.0)))
                     if status.get("ok") and "value" in status:
                         values.append(decode_value(status["value"]))
                     else:
@@ -508,4 +523,4 @@ class Judge:
             self._expect_end(worker)
         if not reply.get("compiled"):
             raise SetupError(f"problem {problem.id}: the reference solution does not compile: {reply.get('compile_error')}")
-        return values
+        return values, slowest

@@ -1,0 +1,185 @@
+"""Judge throughput against a fresh `python` per program, and reference-solution pass rates.
+
+    .venv/bin/python bench/judge.py                 # throughput: sandboxed judge vs subprocess per program
+    .venv/bin/python bench/judge.py --references    # pass rates of the benchmarks' reference solutions
+
+Throughput runs the same programs both ways in the same run: reference solutions from
+../shared/data (APPS, MBPP) plus wrong versions made by mutating them. The baseline starts one
+`python` per program (no sandbox at all) that runs every test in-process, as the official APPS
+harness does, with the same parallelism as the judge. Prints programs/s of each and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codeplan.config import DataConfig  # noqa: E402
+from codeplan.data import load_problems  # noqa: E402
+from codeplan.judge import Judge, JudgeConfig, JudgeTask  # noqa: E402
+from codeplan.judge.compare import apps_call_equal, apps_stdin_equal  # noqa: E402
+from codeplan.judge.pool import default_timeout  # noqa: E402
+from codeplan.problems import Problem  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+# The baseline harness: one fresh interpreter per program, all tests in-process (like APPS's).
+BASELINE = r'''
+import io, json, sys
+job = json.loads(sys.stdin.read())
+results = []
+real_stdout = sys.stdout
+def fresh():
+    return {"__name__": "__main__"}
+for test in job["tests"]:
+    out = io.StringIO()
+    try:
+        if job["kind"] == "stdin":
+            sys.stdin, sys.stdout = io.StringIO(test), out
+            try:
+                exec(job["code"], fresh())
+            except SystemExit:
+                pass
+            finally:
+                sys.stdin, sys.stdout = sys.__stdin__, real_stdout
+            results.append({"ok": True, "stdout": out.getvalue()})
+        elif job["kind"] == "call":
+            ns = fresh()
+            exec(job["code"], ns)
+            fn = getattr(ns["Solution"](), job["entry_point"]) if "Solution" in ns else ns[job["entry_point"]]
+            value = fn(*test)
+            results.append({"ok": True, "value": list(value) if isinstance(value, tuple) else value})
+        else:
+            ns = fresh()
+            exec(job["code"] + "\n" + job["setup"] + "\n" + test, ns)
+            results.append({"ok": True})
+    except BaseException as exc:
+        sys.stdin, sys.stdout = sys.__stdin__, real_stdout
+        results.append({"ok": False, "error": type(exc).__name__})
+print(json.dumps(results, default=repr))
+'''
+
+
+def mutate(code: str, rng: random.Random) -> str | None:
+    """A plausible wrong program: flip one operator or constant."""
+    edits = [(r" \+ ", " - "), (r" - ", " + "), (r" < ", " <= "), (r" > ", " >= "), (r"==", "!="), (r"\b1\b", "2"),
+             (r"\bmax\(", "min("), (r"\bmin\(", "max(")]
+    rng.shuffle(edits)
+    for pattern, replacement in edits:
+        matches = list(re.finditer(pattern, code))
+        if matches:
+            match = rng.choice(matches)
+            return code[:match.start()] + replacement + code[match.end():]
+    return None
+
+
+def programs(limit_apps: int, limit_mbpp: int, seed: int = 0) -> list[tuple[Problem, str]]:
+    rng = random.Random(seed)
+    chosen: list[tuple[Problem, str]] = []
+    apps = load_problems(DataConfig(path=str(SHARED / "apps" / "apps_train_subset.jsonl")))
+    for problem in apps[:limit_apps]:
+        for code in problem.solutions[:2]:
+            chosen.append((problem, code))
+        if problem.solutions and (wrong := mutate(problem.solutions[0], rng)):
+            chosen.append((problem, wrong))
+    mbpp = load_problems(DataConfig(path=str(SHARED / "mbpp" / "mbpp.jsonl")))
+    for problem in mbpp[:limit_mbpp]:
+        chosen.append((problem, problem.solutions[0]))
+        if wrong := mutate(problem.solutions[0], rng):
+            chosen.append((problem, wrong))
+    rng.shuffle(chosen)
+    return chosen
+
+
+def baseline_one(problem: Problem, code: str, timeout: float) -> bool:
+    tests = problem.hidden_tests
+    job = {"kind": problem.kind, "code": code, "entry_point": problem.entry_point, "setup": problem.test_setup,
+           "tests": [("\n".join(t.input) if isinstance(t.input, list) else t.input) if problem.kind == "stdin" else t.input
+                     for t in tests]}
+    try:
+        proc = subprocess.run([sys.executable, "-c", BASELINE], input=json.dumps(job), capture_output=True, text=True,
+                              timeout=timeout * len(tests) + 1)
+        results = json.loads(proc.stdout)
+    except (subprocess.TimeoutExpired, ValueError):
+        return False
+    for test, result in zip(tests, results):
+        if not result["ok"]:
+            return False
+        if problem.kind == "stdin" and not apps_stdin_equal(result["stdout"], test.output):
+            return False
+        if problem.kind == "call" and not apps_call_equal(result["value"], test.output):
+            return False
+    return len(results) == len(tests)
+
+
+def throughput(args: argparse.Namespace) -> None:
+    items = programs(args.apps, args.mbpp)
+    workers = args.workers or os.cpu_count() or 1
+    print(f"{len(items)} programs ({sum(p.kind == 'stdin' for p, _ in items)} APPS stdin, "
+          f"{sum(p.kind == 'assert' for p, _ in items)} MBPP), {workers} workers, timeout {args.timeout}s")
+    cfg = JudgeConfig(workers=workers, timeout=args.timeout)
+    start = time.perf_counter()
+    with Judge(cfg) as judge:
+        started = time.perf_counter()
+        results = judge.run([JudgeTask(problem=p, code=c) for p, c in items])
+    judged = time.perf_counter()
+    judge_rate = len(items) / (judged - started)
+    print(f"judge (sandboxed, start-up {started - start:.2f}s excluded): {judge_rate:.1f} programs/s, "
+          f"{sum(r.passed for r in results)} passed")
+    with ThreadPoolExecutor(workers) as pool:
+        base = list(pool.map(lambda item: baseline_one(item[0], item[1], args.timeout or default_timeout(item[0])), items))
+    base_rate = len(items) / (time.perf_counter() - judged)
+    print(f"baseline (fresh python per program, no sandbox): {base_rate:.1f} programs/s, {sum(base)} passed")
+    print(f"ratio: {judge_rate / base_rate:.1f}x")
+
+
+def references(args: argparse.Namespace) -> None:
+    """Every reference solution on its own problem's hidden tests; failures listed for inspection."""
+    sets = [("APPS train subset (all solutions)", SHARED / "apps" / "apps_train_subset.jsonl", None),
+            ("MBPP (canonical code, all 974)", SHARED / "mbpp" / "mbpp.jsonl", 1),
+            ("HumanEval+ v0.1.10 (canonical, base + plus inputs)", SHARED / "humanevalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz", 1),
+            ("MBPP+ (canonical, base + plus inputs)", SHARED / "mbppplus" / "MbppPlus-767efcc.jsonl", 1)]
+    with Judge(JudgeConfig(workers=args.workers, timeout=args.timeout)) as judge:
+        for name, path, per_problem in sets:
+            problems = load_problems(DataConfig(path=str(path)))
+            tasks = [JudgeTask(problem=p, code=code) for p in problems for code in p.solutions[:per_problem]]
+            start = time.perf_counter()
+            results = judge.run(tasks)
+            passed = sum(r.passed for r in results)
+            print(f"{name}: {passed}/{len(tasks)} pass ({100 * passed / len(tasks):.1f}%), "
+                  f"{time.perf_counter() - start:.0f}s")
+            failing_problems: dict[str, list[str]] = {}
+            for task, result in zip(tasks, results):
+                if not result.passed:
+                    failing_problems.setdefault(task.problem.id, []).append(f"{result.verdict}: {result.detail[:90]}")
+            print(f"  problems with a failing reference: {len(failing_problems)} of {len(problems)}")
+            for problem_id, why in sorted(failing_problems.items()):
+                print(f"  - {problem_id}: {len(why)} x; first: {why[0]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--references", action="store_true", help="pass rates of reference solutions instead")
+    parser.add_argument("--apps", type=int, default=100, help="APPS problems to take (2 solutions + 1 mutant each)")
+    parser.add_argument("--mbpp", type=int, default=200, help="MBPP problems to take (canonical + 1 mutant each)")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=None, help="CPU seconds per test (default: per benchmark)")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"shared data not found at {SHARED}")
+    references(args) if args.references else throughput(args)
+
+
+if __name__ == "__main__":
+    main()
