@@ -88,10 +88,11 @@ _REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i canno
 _CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import |for .*:\s*$|while .*:\s*$|if .*:\s*$|return\b|print\(|\w+\s*=\s*\S)")
 
 
-def clean_plan(text: str) -> tuple[str | None, str]:
+def clean_plan(text: str, *, truncated: bool = False) -> tuple[str | None, str]:
     """(numbered plan, "") or (None, reason). Preambles ("Here is the plan:"), code blocks and
     closing chatter are dropped; "Step 1:", "1)", "**1.**" and bullets become "1. ", "2. ", ...
-    Text under a step (sub-bullets, wrapped lines) joins that step."""
+    Text under a step (sub-bullets, wrapped lines) joins that step; a step repeated word for word is
+    kept once. `truncated` (the answer hit max_tokens) drops the unfinished last step."""
     if not text or not text.strip():
         return None, "empty answer"
     # An unwrapped block is followed by a blank line: its end ends the list, so chatter after the
@@ -106,7 +107,7 @@ def clean_plan(text: str) -> tuple[str | None, str]:
         if _REFUSAL.match(body):
             return None, "refused: " + body.strip().split("\n")[0][:120]
         steps = _prose_steps([line for line in lines if not _CODE_LINE.match(line)])
-        return ("\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1)), "") if steps else (None, "no plan in answer")
+        return _numbered(steps, truncated)
     steps: list[str] = []
     for k, start in enumerate(markers):
         end = markers[k + 1] if k + 1 < len(markers) else len(lines)
@@ -119,16 +120,28 @@ def clean_plan(text: str) -> tuple[str | None, str]:
                     break  # after the last step, a blank line ends the plan: what follows is chatter
                 continue
             sub = _BULLET.match(line)
-            if k == len(markers) - 1 and not sub and not line[:1].isspace() and parts[-1].rstrip().endswith(
-                    (".", "!", "?")):
+            after_sentence = not sub and not line[:1].isspace() and parts[-1].rstrip().endswith((".", "!", "?"))
+            if after_sentence and k == len(markers) - 1:
                 break  # a new sentence flush left after the last finished step: closing remarks
+            if after_sentence and line.rstrip().endswith(":"):
+                continue  # "Here it is again:" between steps introduces, it is not part of a step
             parts.append(_unbold(sub.group(1) if sub else line.strip()))
         step = " ".join(p for p in parts if p).strip()
         if step:
             steps.append(step)
-    if not steps:
+    return _numbered(steps, truncated)
+
+
+def _numbered(steps: list[str], truncated: bool) -> tuple[str | None, str]:
+    if truncated and len(steps) > 1:
+        steps = steps[:-1]
+    unique: list[str] = []
+    for step in steps:
+        if step not in unique:  # a small teacher that loops repeats whole steps
+            unique.append(step)
+    if not unique:
         return None, "no plan in answer"
-    return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1)), ""
+    return "\n".join(f"{i}. {step}" for i, step in enumerate(unique, 1)), ""
 
 
 def _is_code_block(lang: str, content: str) -> bool:
@@ -289,13 +302,14 @@ class _Run:
         share_out = completion.completion_tokens // max(1, len(completion.texts))
         reasons = list(completion.finish_reasons) + ["?"] * len(completion.texts)
         for k, (index, text) in enumerate(zip(unit.plan_indices, completion.texts)):
-            plan, reason = clean_plan(text)
+            truncated = reasons[k] == "length"
+            plan, reason = clean_plan(text, truncated=truncated)
             if plan is None:
                 still.append(index)
                 unit.errors.append(f"{reason} | {text.strip()[:200]!r}" if text.strip() else reason)
             else:
                 good.append((index, plan, {"usage": {"prompt_tokens": share_in, "completion_tokens": share_out},
-                                           "finish_reason": reasons[k]}))
+                                           "finish_reason": reasons[k], "truncated": truncated}))
                 share_in = 0  # the prompt was sent once for all n answers
         missing = unit.plan_indices[len(completion.texts):]  # a backend that returned fewer texts
         if missing:

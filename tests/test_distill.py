@@ -19,6 +19,18 @@ from codeplan.jsonl import read_jsonl
 from codeplan.problems import Problem, TestCase, write_problems
 from test_llm_openai import MARK, FakeTeacher
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models decode fastest on one thread, and far faster than on two when the CPU is shared
+    (see docs/serve.md); restored afterwards so other test files keep torch's default."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---- plan cleaning ------------------------------------------------------------------------------
 
 
@@ -281,3 +293,15 @@ def test_local_teacher_batches_units_and_resumes(tmp_path: Path, tiny_causal_lm:
     assert set(plans) | failed == {(f"p{k}", s) for k in range(3) for s in range(2)}
     assert all(len(records) == 1 for records in plans.values()) and not set(plans) & failed
     assert all(r["teacher"] == f"hf:{tiny_causal_lm}" for records in plans.values() for r in records)
+
+
+def test_clean_plan_drops_repeated_steps() -> None:
+    text = "1. Read n.\n2. Print n.\nHere it is again:\n3. Read n.\n4. Print n.\n5. Stop."
+    assert clean_plan(text)[0] == "1. Read n.\n2. Print n.\n3. Stop."
+
+
+def test_clean_plan_of_a_truncated_looping_answer_keeps_its_finished_distinct_steps() -> None:
+    text = "1. Read t.\n2. Read the sides.\n3. Read the sides.\n4. Read the sides.\n5. Read the si"
+    assert clean_plan(text, truncated=True)[0] == "1. Read t.\n2. Read the sides."
+    assert clean_plan("1. Read t.\n2. Print", truncated=True)[0] == "1. Read t."
+    assert clean_plan("1. Read t.\n2. Print", truncated=False)[0] == "1. Read t.\n2. Print"
