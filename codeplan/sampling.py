@@ -308,9 +308,9 @@ def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
     return out.with_name(stem + ".plans.jsonl"), out.with_name(stem + ".summary.json")
 
 
-def finished_problems(out: str | Path, strategy: str | None = None) -> set[str]:
+def finished_problems(out: str | Path, strategy: str | None = None, num_samples: int | None = None) -> set[str]:
     """Problems whose samples are all in `out`; lines of unfinished problems (a killed run) are
-    removed, so the re-run writes them once. Refuses a file made with another strategy."""
+    removed, so the re-run writes them once. Refuses a file made with another strategy or N."""
     out = Path(out)
     if not out.exists():
         return set()
@@ -323,6 +323,9 @@ def finished_problems(out: str | Path, strategy: str | None = None) -> set[str]:
         if strategy and record.get("strategy") not in (None, strategy):
             raise InputError(f"holds samples of strategy '{record.get('strategy')}', not '{strategy}'; "
                              "choose another --out", path=out, line=number, field="strategy")
+        if num_samples is not None and int(record.get("problem_samples", num_samples)) != num_samples:
+            raise InputError(f"holds {record.get('problem_samples')} samples per problem, not {num_samples}; "
+                             "choose another --out", path=out, line=number, field="problem_samples")
         by_problem[str(record["problem_id"])].append(record)
     done = {pid for pid, rows in by_problem.items()
             if len(rows) == int(rows[0].get("problem_samples", len(rows)))}
@@ -524,7 +527,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     if duplicates:
         raise InputError(f"problem id '{duplicates[0]}' occurs {Counter(ids)[duplicates[0]]} times", path=cfg.data.path)
     out = Path(cfg.out)
-    done = finished_problems(out, cfg.strategy) & set(ids)
+    done = finished_problems(out, cfg.strategy, cfg.num_samples) & set(ids)
     started = time.perf_counter()
     todo = [p for p in problems if p.id not in done]
     if todo:

@@ -58,6 +58,8 @@ def test_direct_sampling_writes_n_programs_per_problem_and_resumes_after_a_kill(
     assert generate(_cfg(tiny_causal_lm, out))["programs"] == 6 and len(_rows(out)) == 6
     with pytest.raises(InputError, match="strategy"):
         generate(_cfg(tiny_causal_lm, out, strategy="plan-sampling"))
+    with pytest.raises(InputError, match="samples per problem"):
+        generate(_cfg(tiny_causal_lm, out, num_samples=3))
 
 
 def test_plan_sampling_judges_programs_per_plan_and_records_the_choice(tiny_causal_lm: Path, tmp_path: Path):
