@@ -60,9 +60,10 @@ def test_baseline_seq2seq_trains_code_task_only(tiny_seq2seq_lm, tmp_path):
     from transformers import AutoModelForSeq2SeqLM
 
     out = tmp_path / "base"
-    train(make_cfg(tiny_seq2seq_lm, out, mode="baseline", max_steps=2))
+    train(make_cfg(tiny_seq2seq_lm, out, mode="baseline", max_steps=2, dtype="bfloat16"))
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["tasks"] == ["code"] and summary["encoder_decoder"] is True
+    assert summary["precision"] == "bf16" and summary["saved_dtype"] == "bfloat16"
     assert set(summary["data"]["examples"]) == {"code"}
     assert all(set(r["loss"]) == {"code"} for r in read_log(out))
     model = AutoModelForSeq2SeqLM.from_pretrained(out)
@@ -95,7 +96,8 @@ def test_lora_merged_into_plain_model(tiny_causal_lm, tmp_path):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "lora"
-    train(make_cfg(tiny_causal_lm, out, lora=True, lora_r=4, lora_alpha=8, lr=1e-2, max_steps=2))
+    train(make_cfg(tiny_causal_lm, out, lora=True, lora_r=4, lora_alpha=8, lr=1e-2, max_steps=2,
+                   gradient_checkpointing=True))
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["trainable_parameters"] < summary["parameters"] / 2
     keys = load_file(str(out / "model.safetensors")).keys()
@@ -286,3 +288,26 @@ def test_cli_train_baseline_and_bad_plans(tiny_causal_lm, tmp_path):
     result = runner.invoke(app, ["train", "--data", "sample", "--plans", str(tmp_path / "missing.jsonl"),
                                  "--student", str(tiny_causal_lm), "--out", str(tmp_path / "cli2"), "--max-steps", "1"])
     assert result.exit_code == 2 and "missing.jsonl" in result.output
+
+
+def test_chat_template_prompts_and_target_only_labels(tiny_causal_lm, tmp_path):
+    from transformers import AutoTokenizer
+
+    from codeplan.errors import SetupError
+    from codeplan.train.examples import IGNORE, DataReport, Example, encode_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    example = Example("plan", "p1", "[GEN_PLAN]\nQUESTION:\nAdd two numbers.\n", "1. Read.\n2. Add.")
+    cfg = make_cfg(tiny_causal_lm, tmp_path / "x", chat_template=True)
+    with pytest.raises(SetupError, match="chat template"):
+        encode_examples([example], tokenizer, cfg, DataReport(), encoder_decoder=False, counter=__import__("collections").Counter())
+    tokenizer.chat_template = ("{% for m in messages %}<|user|>{{ m['content'] }}{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    [enc] = encode_examples([example], tokenizer, cfg, DataReport(), encoder_decoder=False,
+                            counter=__import__("collections").Counter())
+    n_prompt = sum(1 for t in enc.labels if t == IGNORE)
+    assert tokenizer.decode(enc.input_ids[:n_prompt]).startswith("<|user|>[GEN_PLAN]")
+    assert tokenizer.decode(enc.input_ids[:n_prompt]).endswith("<|assistant|>")
+    # the loss sees the target and EOS only
+    assert enc.labels[n_prompt:] == enc.input_ids[n_prompt:]
+    assert tokenizer.decode(enc.labels[n_prompt:]) == "1. Read.\n2. Add." + tokenizer.eos_token

@@ -204,6 +204,13 @@ def train(cfg: TrainConfig) -> Path:
         return out
 
     precision = resolve_precision(cfg.dtype)
+    # accelerate keeps process-wide singletons; a second run in the same process (the pipeline
+    # trains both modes in-process) with another precision would be refused without this reset.
+    # The distributed setup itself (PartialState) is kept.
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.plan_head else []
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=precision,
                               kwargs_handlers=handlers)
