@@ -305,3 +305,36 @@ def test_clean_plan_of_a_truncated_looping_answer_keeps_its_finished_distinct_st
     assert clean_plan(text, truncated=True)[0] == "1. Read t.\n2. Read the sides."
     assert clean_plan("1. Read t.\n2. Print", truncated=True)[0] == "1. Read t."
     assert clean_plan("1. Read t.\n2. Print", truncated=False)[0] == "1. Read t.\n2. Print"
+
+
+def test_ctrl_c_stops_cleanly_with_whole_records_on_file(tmp_path: Path) -> None:
+    data = _problems(tmp_path / "problems.jsonl", 20)
+    out = tmp_path / "plans.jsonl"
+    with FakeTeacher(delay=0.1) as server:
+        command = [sys.executable, "-c", "from codeplan.cli import app; app()", "distill", "--data", str(data),
+                   "--out", str(out), "--teacher-url", server.url, "--teacher-model", "teacher", "--concurrency", "2",
+                   "--no-progress"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130 and b"interrupted" in stderr
+    text = out.read_text()
+    assert text.endswith("\n") and 2 <= len(read_jsonl(out)) < 40
+    _assert_filed_right(_plans_by_key(out))
+
+
+def test_local_teacher_with_verify_rejects_plans_whose_code_fails(tmp_path: Path, tiny_causal_lm: Path) -> None:
+    pytest.importorskip("codeplan.judge")
+    data = _problems(tmp_path / "problems.jsonl", 2, solutions=1)
+    out = tmp_path / "plans.jsonl"
+    summary = distill(DistillConfig(data=DataConfig(path=str(data)), out=str(out), teacher=f"hf:{tiny_causal_lm}",
+                                    max_tokens=6, temperature=1.0, max_attempts=4, verify=True, verify_max_tokens=8,
+                                    unsafe_no_sandbox=True, judge_workers=2, progress=False))
+    # A random two-layer model writes no program that prints "ok": every plan is judged and rejected.
+    rejected = read_jsonl(tmp_path / "plans.rejected.jsonl")
+    assert read_jsonl(out) == [] and len(rejected) + summary["failed"] == 2
+    assert all(r["verified"] is False and r["verification"]["passed"] is False for r in rejected)
+    assert summary["verify_kept_share"] in (0.0, None)
