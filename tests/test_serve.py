@@ -104,3 +104,16 @@ def test_concurrent_requests_are_batched_and_each_keeps_its_seed(served) -> None
 def test_serve_config_defaults() -> None:
     cfg = ServeConfig(model="m")
     assert (cfg.host, cfg.port) == ("127.0.0.1", 8000)
+
+
+def test_the_toolkits_openai_backend_reads_completions_and_logprobs_from_serve(served) -> None:
+    from codeplan.llm import load_generator
+
+    url, generator, _ = served
+    remote = load_generator(f"openai:{url}", model="tiny", logprobs=True)
+    params = GenerationParams(n=2, temperature=0.8, max_tokens=5, seed=3)
+    [over_http] = remote.generate(["1. Read the input.\n"], params)
+    [direct] = generator.generate(["1. Read the input.\n"], params)
+    assert over_http.texts == direct.texts
+    assert over_http.logprobs == pytest.approx(direct.logprobs, abs=1e-4)
+    assert over_http.completion_tokens == direct.completion_tokens and remote.stats.requests == 1

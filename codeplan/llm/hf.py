@@ -133,14 +133,16 @@ class HFGenerator:
             for step in range(max_new):
                 chosen, chosen_logprobs = _sample(logits, params, [rows[r].prompt for r in active], generators)
                 finished: list[int] = []
+                # One device-to-host copy per step (not one per row: each would sync a GPU).
+                tokens_now, logprobs_now = chosen.tolist(), chosen_logprobs.tolist()
                 for k, r in enumerate(active):
                     row = rows[r]
-                    token = int(chosen[k])
+                    token = tokens_now[k]
                     if token in self.eos_ids:
                         row.finish = "stop"
                     else:
                         row.tokens.append(token)
-                        row.logprobs.append(float(chosen_logprobs[k]))
+                        row.logprobs.append(logprobs_now[k])
                         if params.stop and self._hit_stop(row.tokens, params.stop):
                             row.finish = "stop"
                         elif step == max_new - 1:
@@ -153,7 +155,7 @@ class HFGenerator:
                     gone = set(finished)
                     keep = [k for k in range(len(active)) if k not in gone]
                     state.select(keep)
-                    chosen = chosen[keep]
+                    chosen = chosen[torch.tensor(keep, device=chosen.device)]
                     active = [active[k] for k in keep]
                 logits = state.step(chosen)
         return self._completions(prompts, rows, params)
