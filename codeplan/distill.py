@@ -337,15 +337,17 @@ class _Run:
             self.rejected += 1
         self.advance()
 
-    def fail(self, failures: JsonlAppender, unit: Unit, reason: str, kind: str) -> None:
-        for index in unit.plan_indices:
+    def fail(self, failures: JsonlAppender, unit: Unit, reason: str, kind: str, indices: list[int] | None = None) -> None:
+        """Record the unit's missing plans (or just `indices`) as failed: a re-run asks again."""
+        for index in unit.plan_indices if indices is None else indices:
             failures.write({"problem_id": unit.problem.id, "solution_index": unit.solution_index, "plan_index": index,
                             "direction": self.direction, "teacher": self.teacher_name, "kind": kind,
                             "reason": reason, "attempts": unit.attempts, "errors": unit.errors[-3:]})
             self.failed += 1
             self.failure_reasons[kind] = self.failure_reasons.get(kind, 0) + 1
             self.advance()
-        unit.plan_indices = []
+        if indices is None:
+            unit.plan_indices = []
 
     def advance(self) -> None:
         if self.bar is not None:
@@ -506,8 +508,8 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: JsonlAppender, r
                 else:  # a local code writer: one at a time on a helper thread
                     answer = (await asyncio.to_thread(run.verifier.chat, [messages], params))[0]
                 code = extract_code(answer.texts[0])
-            except GenerationError as err:
-                verdicts.append({"passed": False, "verdict": "no_code", "error": str(err)})
+            except GenerationError as err:  # no verdict: the plan is neither kept nor rejected
+                verdicts.append({"error": str(err), "kind": f"verify_{err.kind}", "fatal": err.fatal})
                 continue
             async with judge_lock:  # one judge batch at a time; the judge runs its own workers
                 verdicts.append((await asyncio.to_thread(run.verify_codes, [unit.problem], [code]))[0])
@@ -535,7 +537,12 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: JsonlAppender, r
                 good = run.take(unit, completion)
                 verdicts = await verify(unit, good) if run.cfg.verify and good else [None] * len(good)
                 for (index, plan, extra), verdict in zip(good, verdicts):
-                    run.write_plan(plans, rejected, run.record(unit, index, plan, extra), verdict)
+                    if verdict is not None and "error" in verdict:
+                        if verdict["fatal"]:
+                            fatal.append(GenerationError(verdict["kind"], verdict["error"], fatal=True))
+                        run.fail(failures, unit, verdict["error"], verdict["kind"], indices=[index])
+                    else:
+                        run.write_plan(plans, rejected, run.record(unit, index, plan, extra), verdict)
 
     workers = [asyncio.create_task(work()) for _ in range(min(run.cfg.concurrency, max(1, len(run.units))))]
     try:
@@ -552,6 +559,8 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: JsonlAppender, r
 
 def _run_batched(run: _Run, plans: JsonlAppender, failures: JsonlAppender, rejected: JsonlAppender) -> None:
     """Local teacher: units go to the model in batches (their n answers share one prefill)."""
+    from codeplan.llm.openai_compat import GenerationError
+
     per_batch = max(1, run.cfg.batch_size // run.cfg.plans_per_solution)
     pending = list(run.units)
     while pending:
@@ -566,7 +575,14 @@ def _run_batched(run: _Run, plans: JsonlAppender, failures: JsonlAppender, rejec
                 found: list[tuple[Unit, int, str, dict[str, Any]]] = []
                 for unit, completion in zip(group, completions):
                     found.extend((unit, index, plan, extra) for index, plan, extra in run.take(unit, completion))
-                verdicts = _verify_batch(run, found) if run.cfg.verify and found else [None] * len(found)
+                try:
+                    verdicts = _verify_batch(run, found) if run.cfg.verify and found else [None] * len(found)
+                except GenerationError as err:  # a server code writer failed: no verdict, a re-run asks again
+                    if err.fatal:
+                        raise SetupError(f"the --verify model refused the run: {err}") from None
+                    for unit, index, _, _ in found:
+                        run.fail(failures, unit, str(err), f"verify_{err.kind}", indices=[index])
+                    continue
                 for (unit, index, plan, extra), verdict in zip(found, verdicts):
                     run.write_plan(plans, rejected, run.record(unit, index, plan, extra), verdict)
             still = []

@@ -338,3 +338,20 @@ def test_local_teacher_with_verify_rejects_plans_whose_code_fails(tmp_path: Path
     assert read_jsonl(out) == [] and len(rejected) + summary["failed"] == 2
     assert all(r["verified"] is False and r["verification"]["passed"] is False for r in rejected)
     assert summary["verify_kept_share"] in (0.0, None)
+
+
+def test_a_verify_request_that_fails_leaves_the_plan_to_a_rerun(tmp_path: Path) -> None:
+    pytest.importorskip("codeplan.judge")
+    data = _problems(tmp_path / "problems.jsonl", 2, solutions=1)
+    out = tmp_path / "plans.jsonl"
+    # p1's plan arrives (its first request) but every request after it, the verify ones, gets a 500.
+    schedule = lambda key, attempt: "500" if key[0] == "p1" and attempt >= 1 else None  # noqa: E731
+    with FakeTeacher(schedule, coder=lambda key: "print('ok')") as server:
+        summary = distill(_config(data, out, server.url, verify=True, unsafe_no_sandbox=True, max_retries=1))
+    assert [r["problem_id"] for r in read_jsonl(out)] == ["p0"]
+    [failure] = read_jsonl(tmp_path / "plans.failures.jsonl")
+    assert failure["problem_id"] == "p1" and failure["kind"] == "verify_server_error"
+    assert read_jsonl(tmp_path / "plans.rejected.jsonl") == [] and summary["failed"] == 1
+    with FakeTeacher(coder=lambda key: "print('ok')") as server:
+        distill(_config(data, out, server.url, verify=True, unsafe_no_sandbox=True))
+    assert sorted(r["problem_id"] for r in read_jsonl(out)) == ["p0", "p1"]
