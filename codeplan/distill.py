@@ -54,6 +54,9 @@ class DistillConfig(StageConfig):
     backoff_max: float = Field(60.0, ge=0)
     max_attempts: int = Field(3, ge=1)  # answers per unit when the answer is empty, refused or not a plan
     retry_failures: bool = True  # a re-run retries the units in the failures file
+    # Stop the run when this many units in a row failed for good (a teacher that is down would
+    # otherwise cost every unit its full retry budget); 0 never stops.
+    max_consecutive_failures: int = Field(20, ge=0)
     price_in: float | None = Field(None, ge=0)  # currency per 1M prompt tokens, for the cost line
     price_out: float | None = Field(None, ge=0)  # currency per 1M completion tokens
     # Plan faithfulness check: code written from the plan alone must pass the problem's tests.
@@ -493,6 +496,7 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: JsonlAppender, r
         queue.put_nowait(unit)
     judge_lock = asyncio.Lock()
     fatal: list[BaseException] = []
+    in_a_row = [0]  # units that failed for good since the last answer
 
     async def verify(unit: Unit, good: list[tuple[int, str, dict[str, Any]]]) -> list[dict[str, Any] | None]:
         from codeplan.prompts import verify_messages
@@ -533,7 +537,11 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: JsonlAppender, r
                         return
                     unit.errors.append(str(err))
                     run.fail(failures, unit, str(err), err.kind)
+                    in_a_row[0] += 1
+                    if run.cfg.max_consecutive_failures and in_a_row[0] >= run.cfg.max_consecutive_failures:
+                        fatal.append(GenerationError(err.kind, f"{in_a_row[0]} units in a row failed; last: {err}"))
                     break
+                in_a_row[0] = 0
                 good = run.take(unit, completion)
                 verdicts = await verify(unit, good) if run.cfg.verify and good else [None] * len(good)
                 for (index, plan, extra), verdict in zip(good, verdicts):
@@ -554,7 +562,8 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: JsonlAppender, r
         if run.verifier is not run.teacher and hasattr(run.verifier, "aclose"):
             await run.verifier.aclose()
     if fatal:
-        raise SetupError(f"the teacher at {run.cfg.teacher_url} refused the run: {fatal[0]}")
+        raise SetupError(f"stopped: the teacher at {run.cfg.teacher_url} failed: {fatal[0]} "
+                         "(finished plans are saved; run the same command again to resume)")
 
 
 def _run_batched(run: _Run, plans: JsonlAppender, failures: JsonlAppender, rejected: JsonlAppender) -> None:

@@ -355,3 +355,15 @@ def test_a_verify_request_that_fails_leaves_the_plan_to_a_rerun(tmp_path: Path) 
     with FakeTeacher(coder=lambda key: "print('ok')") as server:
         distill(_config(data, out, server.url, verify=True, unsafe_no_sandbox=True))
     assert sorted(r["problem_id"] for r in read_jsonl(out)) == ["p0", "p1"]
+
+
+def test_a_teacher_that_is_down_stops_the_run_early(tmp_path: Path) -> None:
+    from codeplan.errors import SetupError
+
+    data = _problems(tmp_path / "problems.jsonl", 30, solutions=1)
+    out = tmp_path / "plans.jsonl"
+    with FakeTeacher(lambda key, attempt: "500") as server:
+        with pytest.raises(SetupError, match="5 units in a row failed"):
+            distill(_config(data, out, server.url, concurrency=1, max_retries=1, max_consecutive_failures=5))
+    assert len(server.log) == 10  # five units, two attempts each, not thirty
+    assert len(read_jsonl(tmp_path / "plans.failures.jsonl")) == 5
