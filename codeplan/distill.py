@@ -48,6 +48,7 @@ class DistillConfig(StageConfig):
     # Throughput and faults.
     concurrency: int = Field(8, ge=1)  # requests in flight (server teacher)
     batch_size: int = Field(16, ge=1)  # sequences decoded together (local teacher)
+    threads: int | None = Field(None, ge=1)  # torch CPU threads (local teacher); 1 is fastest on a busy CPU
     timeout: float = Field(120.0, gt=0)  # seconds per request
     max_retries: int = Field(6, ge=0)  # per request, on 429 / 5xx / timeouts / dropped connections / garbage
     backoff_base: float = Field(1.0, ge=0)
@@ -409,6 +410,10 @@ def _make_teacher(cfg: DistillConfig) -> Any:
                                backoff_base=cfg.backoff_base, backoff_max=cfg.backoff_max)
     from codeplan.llm import load_generator
 
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     spec = str(cfg.teacher)
     if spec.startswith("openai:"):
         raise InputError("use teacher_url and teacher_model for a server teacher", field="teacher")
