@@ -39,8 +39,9 @@ def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     for key, value in overrides.items():
         if value is None:
             continue
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **{k: v for k, v in value.items() if v is not None}}
+        if isinstance(value, dict):
+            set_values = {k: v for k, v in value.items() if v is not None}
+            merged[key] = {**merged[key], **set_values} if isinstance(merged.get(key), dict) else set_values
         else:
             merged[key] = value
     return merged
