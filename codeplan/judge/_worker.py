@@ -236,7 +236,7 @@ APPS_PREAMBLE = (
     "from typing import List, Tuple\n"
     "from heapq import *\n"
 )
-PRELOAD = ("builtins collections itertools functools heapq bisect re string random fractions decimal copy "
+PRELOAD = ("builtins fcntl collections itertools functools heapq bisect re string random fractions decimal copy "
            "operator typing statistics datetime array json time threading traceback io math cmath "
            "queue dataclasses enum resource").split()
 PREAMBLE_CODE = None
@@ -254,20 +254,18 @@ class LazyModule:
 
 
 # ---------------------------------------------------------------- the program process (P)
-def program_process(job: dict, cmd_r: int, res_w: int, out_fd: int, err_fd: int) -> None:
-    """P: forked by I for a program; runs the tests I sends, one after another, then exits.
+def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: int) -> None:
+    """P: forked by I ahead of time; waits for a program, runs the tests I sends one after another.
 
     Each test gets fresh stdin/stdout/stderr (memory files), a fresh global namespace (stdin,
     assert programs) and a CPU allowance; a call-based program's module is loaded once, as the APPS
     harness does. A test that kills this process is reported by I, which forks a new P for the next.
     """
     import builtins
-    import io
+    import fcntl
     import resource
 
-    # fds: 3 tests in, 4 results out, 5/6 the stdout/stderr memory files that I reads too.
-    import fcntl
-
+    # fds: 3 requests in, 4 results out, 5/6 the stdout/stderr memory files that I reads too.
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100 + i) for i, fd in enumerate((cmd_r, res_w, out_fd, err_fd))]
     for fd, target in zip(high, (3, 4, 5, 6)):
         os.dup2(fd, target)
@@ -276,9 +274,17 @@ def program_process(job: dict, cmd_r: int, res_w: int, out_fd: int, err_fd: int)
         os.dup2(null, fd)
     os.closerange(7, 1 << 16)
     os.setsid()  # its own process group: killpg(0) must not reach the worker (groups cross PID namespaces)
-    if job["sandbox"]:
+    if sandbox:
         drop_capabilities()
-        os.chdir("/tmp")
+    try:
+        job = recv(3)
+    except (EOFError, OSError, ValueError):
+        os._exit(0)
+    if job.get("op") != "job":
+        os._exit(0)
+    job["sandbox"] = sandbox
+    if sandbox:
+        os.chdir("/tmp")  # after the job: I mounts each program's fresh /tmp before sending it
     limits = job["limits"]
     per_test = max(1, math.ceil(limits["cpu"]))
     budget = per_test * job.get("tests", 1) + 1
@@ -297,7 +303,7 @@ def program_process(job: dict, cmd_r: int, res_w: int, out_fd: int, err_fd: int)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"] + 1, limits["processes"] + 1))
     sys.argv = ["main.py"]
     sys.setrecursionlimit(job.get("recursion_limit", 1000))
-    code = job["_code"]
+    code = compile_program(job)  # I compiled it already (and answered compile errors); cheap
     loaded = None
 
     def fresh_namespace() -> dict:
@@ -436,34 +442,53 @@ def find_entry(namespace: dict, name: str):
 
 
 # ---------------------------------------------------------------- the worker's init (I)
-class Session:
-    """I's state for the program being judged: at most one live P."""
+class Child:
+    """A forked P, waiting for its program, and I's ends of its channels."""
 
-    def __init__(self, job: dict) -> None:
-        self.job = job
-        self.pid = 0
-        self.pidfd = self.cmd_w = self.res_r = self.out_fd = self.err_fd = -1
-
-    def start(self) -> None:
+    def __init__(self, sandbox: bool) -> None:
         cmd_r, self.cmd_w = os.pipe()
         self.res_r, res_w = os.pipe()
         self.out_fd, self.err_fd = os.memfd_create("stdout", 0), os.memfd_create("stderr", 0)
         pid = os.fork()
         if pid == 0:
             try:
-                program_process(self.job, cmd_r, res_w, self.out_fd, self.err_fd)
+                program_process(sandbox, cmd_r, res_w, self.out_fd, self.err_fd)
             finally:
                 os._exit(1)
         os.close(cmd_r)
         os.close(res_w)
         self.pid, self.pidfd = pid, os.pidfd_open(pid)
 
+    def close(self) -> None:
+        for fd in (self.cmd_w, self.res_r, self.pidfd, self.out_fd, self.err_fd):
+            os.close(fd)
+
+
+class Session:
+    """I's state for the program being judged: at most one live P."""
+
+    def __init__(self, job: dict, spare: Child | None) -> None:
+        self.job = job
+        self.spare = spare
+        self.child: Child | None = None
+        self.message = {key: job[key] for key in ("code", "entry_point", "setup", "preamble", "apps_wrap", "limits",
+                                                   "recursion_limit", "tests") if key in job}
+        self.message["op"] = "job"
+
+    def start(self) -> None:
+        self.child, self.spare = self.spare or Child(self.job["sandbox"]), None
+        try:
+            send(self.child.cmd_w, self.message)
+        except OSError:
+            pass  # P died: the test's outcome says how
+
     def run_test(self, test: dict) -> dict:
-        if not self.pid:
+        if self.child is None:
             self.start()
+        child = self.child
         start = time.monotonic()
         try:
-            send(self.cmd_w, test)
+            send(child.cmd_w, test)
         except OSError:
             pass  # P already died: its wait status says how
         deadline = start + self.job["limits"]["wall"]
@@ -472,10 +497,10 @@ class Session:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return self.finish({"wall_timeout": True}, start, kill=True)
-            watch = [self.res_r, self.pidfd] if channel_open else [self.pidfd]
+            watch = [child.res_r, child.pidfd] if channel_open else [child.pidfd]
             ready, _, _ = select.select(watch, [], [], remaining)
-            if self.res_r in ready:
-                chunk = os.read(self.res_r, 1 << 16)
+            if child.res_r in ready:
+                chunk = os.read(child.res_r, 1 << 16)
                 if not chunk:
                     channel_open = False  # closed by the program: wait for P's end or the deadline
                     continue
@@ -494,23 +519,23 @@ class Session:
                         return self.finish({"protocol": "garbage on the result channel"}, start, kill=True)
                     return self.outcome({"status": status, "cpu": float(status.get("cpu", 0.0)),
                                          "maxrss_kb": status.get("maxrss_kb", 0)}, start)
-            elif self.pidfd in ready:
+            elif child.pidfd in ready:
                 return self.finish({}, start, kill=False)
 
     def outcome(self, fields: dict, start: float) -> dict:
         limit = self.job["limits"]["output_bytes"]
-        stdout = read_shared(self.out_fd, limit)
+        stdout = read_shared(self.child.out_fd, limit)
         result = {"status": None, "wall": time.monotonic() - start, "exit": None, "signal": None, "maxrss_kb": 0,
                   "wall_timeout": False, "output_limit": stdout is None, "stdout": stdout or "",
-                  "stderr": read_shared(self.err_fd, 2000, tail=True)}
+                  "stderr": read_shared(self.child.err_fd, 2000, tail=True)}
         result.update(fields)
         return result
 
     def finish(self, extra: dict, start: float, kill: bool) -> dict:
         """P ended (or must): its wait status is the test's outcome; leftovers die."""
         if kill:
-            os.kill(self.pid, signal.SIGKILL)
-        _, wait_status, usage = os.wait4(self.pid, 0)
+            os.kill(self.child.pid, signal.SIGKILL)
+        _, wait_status, usage = os.wait4(self.child.pid, 0)
         fields = {"cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss,
                   "exit": os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None,
                   "signal": os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None, **extra}
@@ -522,18 +547,19 @@ class Session:
 
     def reset(self) -> None:
         """Close P's channels and kill every process of the program (P, its children, escapees)."""
-        for fd in (self.cmd_w, self.res_r, self.pidfd, self.out_fd, self.err_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.pidfd = self.cmd_w = self.res_r = self.out_fd = self.err_fd = -1
+        pid = self.child.pid if self.child else 0
+        for child in (self.child, self.spare):
+            if child is not None:
+                child.close()
+        self.child = self.spare = None
         if self.job["sandbox"]:
             try:
                 os.kill(-1, signal.SIGKILL)  # from a namespace's init: every other process in it
             except ProcessLookupError:
                 pass
-        elif self.pid:
+        elif pid:
             try:
-                os.killpg(self.pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         while True:
@@ -541,7 +567,6 @@ class Session:
                 os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-        self.pid = 0
 
 
 def compile_program(job: dict):
@@ -569,6 +594,7 @@ def wrap_in_function(code: str) -> str:
 
 def init_loop(ctl_in: int, ctl_out: int, sandbox: bool) -> None:
     """I: one program at a time: compile it, run the tests the judge sends, clean up."""
+    spare = Child(sandbox)
     while True:
         try:
             job = recv(ctl_in)
@@ -580,22 +606,24 @@ def init_loop(ctl_in: int, ctl_out: int, sandbox: bool) -> None:
             send(ctl_out, {"error": f"unexpected request {job.get('op')!r}"})
             continue
         job["sandbox"] = sandbox
-        if sandbox:
-            mount_tmpfs(b"/tmp", job["limits"]["file_mb"])  # the program's private, empty scratch
         try:
-            job["_code"] = compile_program(job)
+            compile_program(job)
         except BaseException as exc:  # noqa: BLE001 - SyntaxError, MemoryError, RecursionError...
             send(ctl_out, {"compiled": False, "compile_error": f"{type(exc).__name__}: {safe_str(exc)}"[:500]})
             continue
+        if sandbox:
+            mount_tmpfs(b"/tmp", job["limits"]["file_mb"])  # the program's private, empty scratch
         send(ctl_out, {"compiled": True})
-        session = Session(job)
+        session = Session(job, spare)
         while True:
             msg = recv(ctl_in)
             if msg.get("op") != "test":
                 break
             send(ctl_out, session.run_test(msg))
-        session.reset()
+        session.reset()  # kills the spare too: every process but I dies between programs
         send(ctl_out, {"ended": True})
+        # The next program's process, forked while the judge prepares that program.
+        spare = Child(sandbox)
 
 
 # ---------------------------------------------------------------- the worker (W)
