@@ -126,6 +126,8 @@ def test_packed_loss_equals_padded_loss(tiny_causal_lm):
     padded = pad_batch(batch, 1, encoder_decoder=False)
     packed = pack_batch(batch, 1, pack_length=32)
     assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]  # several examples share a row
+    assert packed["input_ids"].numel() < padded["input_ids"].numel()  # less padding compute
+    assert packed["input_ids"].shape[1] <= 32
     with torch.no_grad():
         loss_padded, n_padded = forward_loss(model, padded, causal=True)
         loss_packed, n_packed = forward_loss(model, packed, causal=True)

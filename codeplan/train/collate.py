@@ -29,20 +29,23 @@ def pad_batch(batch: list[Encoded], pad_id: int, *, encoder_decoder: bool) -> di
 
 
 def pack_rows(lengths: list[int], pack_length: int) -> list[list[int]]:
-    """First-fit: assign example indices to rows of at most pack_length tokens (an example longer
-    than pack_length gets a row of its own)."""
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for index, length in enumerate(lengths):
-        for r, free in enumerate(room):
-            if length <= free:
-                rows[r].append(index)
-                room[r] -= length
-                break
+    """Assign example indices to rows of at most pack_length tokens, in as few rows as fit and with
+    balanced loads (longest first, each into the least-filled row with room), so that the padded
+    width of the batch, max(row load), stays close to total / rows. An example longer than
+    pack_length gets a row of its own."""
+    rows: list[list[int]] = [[] for _ in range(max(1, -(-sum(lengths) // pack_length)))]
+    loads = [0] * len(rows)
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fitting = [r for r in range(len(rows)) if loads[r] + lengths[index] <= pack_length or not rows[r]]
+        if fitting:
+            r = min(fitting, key=lambda r: loads[r])
         else:
-            rows.append([index])
-            room.append(pack_length - length)
-    return rows
+            rows.append([])
+            loads.append(0)
+            r = len(rows) - 1
+        rows[r].append(index)
+        loads[r] += lengths[index]
+    return [sorted(row) for row in rows if row]
 
 
 def pack_batch(batch: list[Encoded], pad_id: int, pack_length: int) -> dict[str, torch.Tensor]:
