@@ -71,14 +71,15 @@ def test_rerun_is_free_and_a_killed_run_resumes(workspace, monkeypatch):
     CountingJudge.judged = []
     first = evaluate(config(workspace))
     cache = workspace / "results.json.cache.jsonl"
-    assert CountingJudge.judged == [6] and len(cache.read_text().splitlines()) == 6
+    # Six samples, two of them identical: five programs judged, five records.
+    assert CountingJudge.judged == [5] and len(cache.read_text().splitlines()) == 5
     assert evaluate(config(workspace)) == first
-    assert CountingJudge.judged == [6]  # nothing judged again
-    # A run killed mid-way: four records and a torn fifth line.
+    assert CountingJudge.judged == [5]  # nothing judged again
+    # A run killed mid-way: three records and a torn fourth line.
     lines = cache.read_text().splitlines()
-    cache.write_text("\n".join(lines[:4]) + "\n" + lines[4][:25])
+    cache.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
     assert evaluate(config(workspace)) == first
-    assert CountingJudge.judged == [6, 2]
+    assert CountingJudge.judged == [5, 2]
 
 
 def test_unknown_problem_id_names_file_line_and_field(workspace):

@@ -114,7 +114,11 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     cached, references = load_cache(cache_file)
     judge = Judge(judge_cfg)
     keys = [verdict_key(judge, problems[pid], code, cfg) for pid, code in samples]
-    todo = [i for i, key in enumerate(keys) if key not in cached]
+    todo, seen = [], set()
+    for index, key in enumerate(keys):  # identical samples of a problem are judged once
+        if key not in cached and key not in seen:
+            seen.add(key)
+            todo.append(index)
     if todo:
         _judge_missing(judge, cfg, samples, problems, keys, todo, cached, references, cache_file)
     results = [ProgramResult(**cached[key]) for key in keys]

@@ -366,13 +366,31 @@ class Judge:
         if not reply.get("compiled"):
             return ProgramResult("compile_error", False, 0, total, reply.get("compile_error", "")[:300])
         passed, verdicts, cpu, first_fail, detail = 0, [], 0.0, None, ""
+        messages = [self._test_message(problem, test, index, task.tests, expected_values) for index, test in enumerate(tests)]
+        # Without early exit every test runs: send them all at once (a writer thread, so neither side
+        # blocks on a full pipe) and read the verdicts as they come; the results are the same.
+        pipelined = not task.early_exit and len(messages) > 1
+        writer_error: list[BaseException] = []
+        writer = None
+        if pipelined:
+            def write_all() -> None:
+                try:
+                    for message, _ in messages:
+                        worker.send(message)
+                except BaseException as err:  # noqa: BLE001 - the reader sees the broken worker too
+                    writer_error.append(err)
+
+            writer = threading.Thread(target=write_all, daemon=True)
+            writer.start()
         try:
-            for index, test in enumerate(tests):
-                message, expected = self._test_message(problem, test, index, task.tests, expected_values)
-                worker.send(message)
+            for index, (message, expected) in enumerate(messages):
+                if not pipelined:
+                    worker.send(message)
                 raw = worker.recv(limits["wall"] + 30.0)
                 if "error" in raw or "ended" in raw:
                     raise WorkerError(f"program session broke: {raw.get('error', 'init exited')}")
+                if first_fail == "compile_error":
+                    continue  # pipelined: the remaining replies are read and dropped
                 cpu += raw["cpu"]
                 verdict, why = self._verdict(problem, message["mode"], raw, expected, limits)
                 verdicts.append(verdict)
@@ -381,10 +399,17 @@ class Judge:
                     continue
                 if first_fail is None:
                     first_fail, detail = verdict, f"test {index}: {why}"
-                if verdict == "compile_error" or task.early_exit:
+                if (verdict == "compile_error" and not pipelined) or task.early_exit:
                     break
-        finally:
-            worker.send({"op": "end"})
+        except BaseException:
+            worker.kill()  # broken or interrupted mid-program: never reused (the caller replaces it)
+            raise
+        if writer is not None:
+            writer.join()
+            if writer_error:
+                worker.kill()
+                raise WorkerError(f"worker pipe closed ({writer_error[0]})")
+        worker.send({"op": "end"})
         self._expect_end(worker)
         verdict = first_fail or "pass"
         return ProgramResult(verdict, verdict == "pass", passed, total, detail[:500], verdicts, round(cpu, 4))
