@@ -6,7 +6,8 @@
 Throughput runs the same programs both ways in the same run: reference solutions from
 ../shared/data (APPS, MBPP) plus wrong versions made by mutating them. The baseline starts one
 `python` per program (no sandbox at all) that runs every test in-process, as the official APPS
-harness does, with the same parallelism as the judge. Prints programs/s of each and the ratio.
+harness does, with the same parallelism as the judge. Prints programs/s of each and the ratio,
+for APPS, MBPP and all programs.
 """
 
 from __future__ import annotations
@@ -137,20 +138,20 @@ def throughput(args: argparse.Namespace) -> None:
             slow = sum(v.verdict == "timeout" for v in verdicts)
             items = [item for item, v in zip(items, verdicts) if v.verdict != "timeout"]
             print(f"left out {slow} programs that exceed 0.5 s CPU on a test (--include-slow keeps them)")
-        print(f"{len(items)} programs ({sum(p.kind == 'stdin' for p, _ in items)} APPS stdin, "
-              f"{sum(p.kind == 'assert' for p, _ in items)} MBPP), "
-              f"{sum(len(p.hidden_tests) for p, _ in items)} tests, {workers} workers")
-        started = time.perf_counter()
-        results = judge.run([JudgeTask(problem=p, code=c) for p, c in items])
-        judged = time.perf_counter()
-    judge_rate = len(items) / (judged - started)
-    print(f"judge (sandboxed, pre-started workers): {judge_rate:.1f} programs/s, {sum(r.passed for r in results)} passed")
-    begin = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        base = list(pool.map(lambda item: baseline_one(item[0], item[1], args.timeout or default_timeout(item[0])), items))
-    base_rate = len(items) / (time.perf_counter() - begin)
-    print(f"baseline (fresh python per program, no sandbox): {base_rate:.1f} programs/s, {sum(base)} passed")
-    print(f"ratio: {judge_rate / base_rate:.1f}x")
+        groups = {"APPS (stdin)": [i for i in items if i[0].kind == "stdin"],
+                  "MBPP (assert)": [i for i in items if i[0].kind == "assert"], "all": items}
+        for name, group in groups.items():
+            started = time.perf_counter()
+            results = judge.run([JudgeTask(problem=p, code=c) for p, c in group])
+            judge_s = time.perf_counter() - started
+            begin = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                base = list(pool.map(lambda item: baseline_one(item[0], item[1], args.timeout or default_timeout(item[0])), group))
+            base_s = time.perf_counter() - begin
+            print(f"{name}: {len(group)} programs, {sum(len(p.hidden_tests) for p, _ in group)} tests, {workers} workers | "
+                  f"judge (sandboxed) {len(group) / judge_s:.1f} programs/s ({sum(r.passed for r in results)} pass) | "
+                  f"fresh python per program (no sandbox) {len(group) / base_s:.1f} programs/s ({sum(base)} pass) | "
+                  f"ratio {base_s / judge_s:.1f}x", flush=True)
 
 
 def references(args: argparse.Namespace) -> None:
