@@ -183,8 +183,13 @@ class Stage:
     action: Callable[[], Any]
     complete: Callable[[], bool] | None = None  # the stage's own completion check, where it has one
 
+    def settings(self) -> dict[str, Any]:
+        """The settings the config file (or the pipeline) gave, without defaults: a new version of
+        codeplan adding a field or changing a default does not invalidate finished stages."""
+        return self.config.model_dump(mode="json", exclude_unset=True)
+
     def key(self) -> str:
-        payload = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+        payload = json.dumps(self.settings(), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -258,7 +263,7 @@ def stage_done(cfg: RunConfig, stage: Stage) -> bool:
     marker = _marker(cfg, stage)
     if marker.is_file():
         recorded = json.loads(marker.read_text(encoding="utf-8"))
-        if recorded.get("key") != stage.key():
+        if recorded.get("key") != stage.key() and not _same_settings(stage.settings(), recorded.get("config") or {}):
             raise InputError(f"stage '{stage.name}' was completed with other settings; delete {stage.output} and "
                              f"{marker} (and the stages after it) or choose another run folder (`out`)",
                              path=str(cfg.run_dir), field=stage.name)
@@ -266,8 +271,20 @@ def stage_done(cfg: RunConfig, stage: Stage) -> bool:
     return False
 
 
-def _mark_done(cfg: RunConfig, stage: Stage, seconds: float) -> None:
+def _same_settings(given: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Every setting given now has the value the finished stage ran with."""
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(recorded.get(key), dict):
+            if not _same_settings(value, recorded[key]):
+                return False
+        elif recorded.get(key) != value:
+            return False
+    return True
+
+
+def _mark_done(cfg: RunConfig, stage: Stage, seconds: float, cpu_seconds: float | None = None) -> None:
     write_json(_marker(cfg, stage), {"stage": stage.name, "key": stage.key(), "seconds": round(seconds, 3),
+                                     "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 3),
                                      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                      "config": stage.config.model_dump(mode="json")})
 
@@ -302,15 +319,19 @@ def run_pipeline(config: str | RunConfig) -> dict[str, Any]:
         if stage_done(cfg, stage):
             recorded = json.loads(_marker(cfg, stage).read_text(encoding="utf-8"))
             console.print(f"[dim]{header}: done before ({recorded.get('seconds', 0):.0f} s), skipped[/dim]")
-            timings[stage.name] = {"seconds": recorded.get("seconds"), "skipped": True}
+            timings[stage.name] = {"seconds": recorded.get("seconds"), "cpu_seconds": recorded.get("cpu_seconds"),
+                                   "skipped": True}
             continue
-        console.print(f"[bold]{header}[/bold] -> {stage.output}")
-        t0 = time.perf_counter()
+        console.print(f"[bold]{header}[/bold] -> {stage.output}", soft_wrap=True)
+        t0, cpu0 = time.perf_counter(), time.process_time()
         stage.action()
         seconds = time.perf_counter() - t0
-        _mark_done(cfg, stage, seconds)
-        timings[stage.name] = {"seconds": round(seconds, 3), "skipped": False}
-        console.print(f"    finished in {seconds:.1f} s")
+        # CPU seconds of this process (all its threads): comparable across machines with other
+        # load, where wall time is not; programs run by the judge are not included.
+        cpu = time.process_time() - cpu0
+        _mark_done(cfg, stage, seconds, cpu)
+        timings[stage.name] = {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "skipped": False}
+        console.print(f"    finished in {seconds:.1f} s ({cpu:.1f} CPU s)")
     record = {"name": cfg.name, "run_dir": str(cfg.run_dir), "student": cfg.student,
               "teacher": cfg.distill.get("teacher") or cfg.distill.get("teacher_model") if cfg.plans is None else None,
               "plans": str(cfg.plans_path()), "train_data": cfg.data.train.model_dump(mode="json"),

@@ -396,14 +396,18 @@ def _complete(generator: Any, prompts: list[str], params: Any) -> list[Any]:
     return completions
 
 
-def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: Any, planner: Any = None) -> None:
+def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: Any, planner: Any = None,
+              phase: Any = None) -> None:
     """Take a chunk of problems through every phase; the backend sees each phase's prompts at once.
-    `planner` writes the plans when the student has a separate plan model."""
+    `planner` writes the plans when the student has a separate plan model; `phase(text)` is told
+    what the chunk is doing (the progress bar shows it)."""
     from codeplan.prompts import code_prompt, plan_conditioned_code_prompt, plan_prompt
 
+    phase = phase or (lambda text: None)
     started = time.perf_counter()
     ids = [w.problem.id for w in works]
     if cfg.strategy == "direct":
+        phase(f"{len(works)} problems: {cfg.num_samples} programs each")
         prompts = [code_prompt(w.problem) for w in works]
         for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, ids))):
             work.budget.add_completion(completion)
@@ -411,6 +415,7 @@ def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: An
             work.final_finish = list(completion.finish_reasons or [])
     else:
         # (1) K candidate plans per problem.
+        phase(f"{len(works)} problems: sampling {cfg.num_plans} plans each")
         plans = _complete(planner or generator, [plan_prompt(w.problem) for w in works], _params(cfg, "plan", cfg.num_plans, ids))
         for work, completion in zip(works, plans):
             work.budget.add_completion(completion)
@@ -421,12 +426,14 @@ def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: An
         testable = [w for w in works if w.problem.public_tests]
         prompts = [plan_conditioned_code_prompt(w.problem, plan) for w in testable for plan in w.plans]
         owners = [w for w in testable for _ in w.plans]
+        phase(f"{len(testable)} problems: {cfg.codes_per_plan} programs per plan")
         codes = _complete(generator, prompts, _params(cfg, "code", cfg.codes_per_plan, ids))
         for work in testable:
             work.programs = []
         for work, completion in zip(owners, codes):
             work.budget.add_completion(completion)
             work.programs.append([extract_code(text) for text in completion.texts])
+        phase(f"judging {sum(len(p) for w in testable for p in w.programs)} programs on example tests")
         _judge_programs(testable, cfg, judge)
         # (3) choose a plan per problem.
         for work in works:
@@ -437,6 +444,7 @@ def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: An
             work.selection = select_plan(work.scores, cfg.selection, has_public_tests=bool(work.problem.public_tests),
                                          fallback=cfg.fallback)
         # (4) N final programs from the chosen plan.
+        phase(f"{len(works)} problems: {cfg.num_samples} final programs from the chosen plan")
         prompts = [plan_conditioned_code_prompt(w.problem, w.plans[w.selection.chosen]) for w in works]  # type: ignore[union-attr]
         for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, ids))):
             work.budget.add_completion(completion)
@@ -542,7 +550,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
                 (JsonlAppender(plans_path) if cfg.strategy == "plan-sampling" else nullcontext()) as plans_out:
             for chunk in _chunks(problems, cfg.batch_problems, done):
                 works = [_Work(problem) for problem in chunk]
-                run_chunk(works, cfg, generator, judge, planner)
+                run_chunk(works, cfg, generator, judge, planner, phase=lambda text: bar.set_postfix_str(text, refresh=True))
                 for work in works:
                     if plans_out is not None:
                         plans_out.write(plans_record(work))
