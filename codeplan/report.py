@@ -308,6 +308,7 @@ def _plot_pass_at_k(report: dict[str, Any], path: Path) -> bool:
         ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(groups))], groups, rotation=15)
         ax.set_title(f"pass@{k}")
         ax.set_ylabel("% of problems")
+        ax.set_ylim(0, max(5.0, 1.15 * max((p.get_height() for p in ax.patches), default=0.0)))
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -324,18 +325,24 @@ def _plot_plans(report: dict[str, Any], path: Path) -> list[str]:
 
     from codeplan.sampling import PlanScore, solved_by_plan_count
 
-    curves = {}
+    curves, problems = {}, 1
     for label, chosen in report["selections"].items():
         if not chosen:
             continue
         rule = next(iter(chosen.values()))["selection"]["rule"]
         scores = [[PlanScore.from_record(s) for s in c["selection"]["scores"]] for c in chosen.values()]
         curves[label] = solved_by_plan_count(scores, rule if rule != "first" else "pass-share")
+        problems = max(problems, len(scores))
     if not curves:
         return []
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, counts in curves.items():
         ax.plot(range(1, len(counts) + 1), counts, marker="o", label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, problems)
     ax.set_xlabel("plans sampled per problem")
     ax.set_ylabel("problems solved on example tests")
     ax.set_title("Solved problems vs sampled plans")
