@@ -87,6 +87,19 @@ def test_outputs_from_reference_solution_with_float_tolerance(judge):
     assert run_one(judge, PLUS, "def half(x):\n    return x // 2\n").verdict == "wrong_answer"
 
 
+def test_evalplus_tuple_arguments_are_tuples_again(judge):
+    # JSON turns tuples into lists; the loader records which arguments the contract wants as tuples.
+    reference = "def grow(t, x):\n    return t + (x,)\n"
+    problem = Problem(id="tup", statement="", kind="call", entry_point="grow", solutions=[reference],
+                      outputs_from_solution=True, metadata={"tuple_args": [0]},
+                      hidden_tests=[TestCase(input=[[1, 2], 3]), TestCase(input=[[], 0])])
+    as_list = "def grow(t, x):\n    return list(t) + [x]\n"
+    reference_result, list_result = judge.run([JudgeTask(problem=problem, code=reference),
+                                               JudgeTask(problem=problem, code=as_list)])
+    assert reference_result.verdict == "pass" and reference_result.tests_passed == 2
+    assert list_result.verdict == "wrong_answer"
+
+
 def test_public_tests_and_early_exit(judge):
     public = run_one(judge, SUM, "print(3)\n", tests="public")
     assert (public.verdict, public.tests_total) == ("pass", 1)

@@ -426,7 +426,7 @@ class Judge:
             return {"op": "test", "mode": "stdin", "stdin": text}, test.output
         if problem.kind == "call":
             if problem.outputs_from_solution:
-                args = list(test.input) if isinstance(test.input, (list, tuple)) else [test.input]
+                args = evalplus_args(problem, test)
                 expected = expected_values[self._ref_index(problem, which, index)] if expected_values else None
             else:
                 args = compare.apps_call_args(test.input) if not self.cfg.strict else list(test.input or [])
@@ -483,7 +483,8 @@ class Judge:
     @staticmethod
     def _ref_key(problem: Problem) -> str:
         inputs = [t.input for t in problem.public_tests] + [t.input for t in problem.hidden_tests]
-        blob = json.dumps([problem.solutions[:1], inputs, problem.entry_point], sort_keys=True, default=repr)
+        blob = json.dumps([problem.solutions[:1], inputs, problem.entry_point, problem.metadata.get("tuple_args")],
+                          sort_keys=True, default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @staticmethod
@@ -538,7 +539,7 @@ class Judge:
         if reply.get("compiled"):
             try:
                 for test in [*problem.public_tests, *problem.hidden_tests]:
-                    args = list(test.input) if isinstance(test.input, (list, tuple)) else [test.input]
+                    args = evalplus_args(problem, test)
                     worker.send({"op": "test", "mode": "call", "input": encode_value(args)})
                     raw = worker.recv(limits["wall"] + 30.0)
                     status = raw.get("status") or {}
@@ -553,3 +554,14 @@ class Judge:
         if not reply.get("compiled"):
             raise SetupError(f"problem {problem.id}: the reference solution does not compile: {reply.get('compile_error')}")
         return values, slowest
+
+
+def evalplus_args(problem: Problem, test: TestCase) -> list[Any]:
+    """The positional arguments of a HumanEval+/MBPP+ test. JSON has no tuples, so the argument
+    positions the problem's contract declares as tuples (`metadata["tuple_args"]`, set by the
+    loader) are turned back into tuples, as evalplus does when it loads its data."""
+    args = list(test.input) if isinstance(test.input, (list, tuple)) else [test.input]
+    for position in problem.metadata.get("tuple_args", []):
+        if position < len(args) and isinstance(args[position], list):
+            args[position] = tuple(args[position])
+    return args
