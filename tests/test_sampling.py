@@ -107,3 +107,34 @@ def _small_yaml(folder: Path) -> Path:
     path = folder / "gen.yaml"
     path.write_text("code_max_tokens: 8\nprogress: false\n")
     return path
+
+
+def test_sigkilled_generate_process_resumes_without_duplicates(tiny_causal_lm: Path, tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed.jsonl"
+    (tmp_path / "gen.yaml").write_text("code_max_tokens: 24\nprogress: false\nseed: 7\n")
+    command = [sys.executable, "-c", "from codeplan.cli import app; app()", "generate", "--model", str(tiny_causal_lm),
+               "--data", "sample", "--split", "test", "--limit", "3", "--out", str(out), "--strategy", "direct",
+               "--num-samples", "2", "--config", str(tmp_path / "gen.yaml")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 2:  # the first problem is on disk
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = _rows(out) if out.exists() else []
+    generate(_cfg(tiny_causal_lm, out, code_max_tokens=24))
+    rows = _rows(out)
+    counts = Counter((r["problem_id"], r["sample_index"]) for r in rows)
+    assert len(rows) == 6 and set(counts.values()) == {1}
+    # What the killed run had finished was kept, not redone.
+    kept = {(r["problem_id"], r["sample_index"]): r["code"] for r in before}
+    assert all({(r["problem_id"], r["sample_index"]): r["code"] for r in rows}[key] == code for key, code in kept.items()
+               if Counter(k[0] for k in kept)[key[0]] == 2)
