@@ -358,6 +358,8 @@ def load_student(cfg: GenerateConfig, spec: str | None = None) -> Any:
     options: dict[str, Any] = {}
     if spec.startswith("openai:"):
         options["model"] = cfg.model_name
+        # Plan likelihood breaks ties (and is the fallback rule): ask the server for log-probabilities.
+        options["logprobs"] = cfg.strategy == "plan-sampling"
     elif not spec.startswith("vllm:"):
         if cfg.batch_size is not None:
             options["batch_size"] = cfg.batch_size
