@@ -71,6 +71,19 @@ def make_tiny_seq2seq_lm(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models decode fastest on one thread, and far faster than on two when the CPU is shared
+    (see docs/serve.md); restored afterwards so other test modules keep torch's default.
+    Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_causal_lm(tmp_path_factory.mktemp("tiny-causal"))

@@ -14,16 +14,7 @@ from codeplan.llm.hf import HFGenerator
 PROMPTS = ["1. Read the input.\n2.", "def add(a, b):\n", "[GEN_CODE]\nQUESTION:\nRead n and print the sum"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models decode fastest on one thread, and far faster than on two when the CPU is shared
-    (see docs/serve.md); restored afterwards so other test files keep torch's default."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

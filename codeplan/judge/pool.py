@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from codeplan.errors import SetupError
 from codeplan.judge import compare
-from codeplan.judge._worker import Opaque, decode_value, encode_value, recv, send
+from codeplan.judge._worker import Opaque, decode_value, encode_value, send
 from codeplan.judge.sandbox import worker_command, switch_user
 from codeplan.problems import Problem, TestCase
 

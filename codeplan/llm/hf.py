@@ -198,22 +198,29 @@ class HFGenerator:
         return prompt[-limit:] if limit and len(prompt) > limit else prompt
 
 
+def _pad(prompts: list[list[int]], pad_id: int, *, left: bool, device):
+    """Token ids and attention mask of a batch, padded on the left (decoder-only: every prompt ends
+    where generation starts) or on the right (encoder input)."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        span = slice(width - len(p), width) if left else slice(0, len(p))
+        ids[i, span] = torch.tensor(p)
+        mask[i, span] = 1
+    return ids.to(device), mask.to(device)
+
+
 class _DecoderOnly:
     """Left-padded prompts, one prefill, its cache repeated n times, then one token per step."""
 
     def __init__(self, gen: HFGenerator, prompts: list[list[int]], n: int) -> None:
-        import torch
         from transformers import DynamicCache
 
         self.model = gen.model
-        device = gen.model.device
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), gen.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = _pad(prompts, gen.pad_id, left=True, device=gen.model.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         try:
             cache = DynamicCache(config=gen.model.config)
@@ -257,14 +264,7 @@ class _EncoderDecoder:
         import torch
 
         self.model = gen.model
-        device = gen.model.device
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), gen.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, :len(p)] = torch.tensor(p)
-            mask[i, :len(p)] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = _pad(prompts, gen.pad_id, left=False, device=gen.model.device)
         encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask)
         self.hidden = encoded.last_hidden_state.repeat_interleave(n, dim=0)
         self.mask = mask.repeat_interleave(n, dim=0)
@@ -272,7 +272,7 @@ class _EncoderDecoder:
         start = self.model.config.decoder_start_token_id
         if start is None:
             start = gen.pad_id
-        self.start = torch.full((self.hidden.shape[0],), start, dtype=torch.long, device=device)
+        self.start = torch.full((self.hidden.shape[0],), start, dtype=torch.long, device=self.hidden.device)
 
     def first_logits(self):
         return self.step(self.start)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeplan.config import DataConfig
 from codeplan.errors import InputError, SetupError
 from codeplan.jsonl import iter_jsonl
 from codeplan.problems import Problem

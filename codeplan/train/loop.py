@@ -237,7 +237,8 @@ def train(cfg: TrainConfig) -> Path:
         model = _wrap_lora(cfg, model, encoder_decoder)
     if cfg.gradient_checkpointing:
         heads.base_lm(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    plan_head = heads.install_plan_head(model) if cfg.plan_head and "plan" in tasks else None
+    if cfg.plan_head and "plan" in tasks:
+        heads.install_plan_head(model)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = _optimizer(cfg, model)
@@ -277,7 +278,6 @@ def train(cfg: TrainConfig) -> Path:
     bar = tqdm(total=total_steps, initial=step, desc="train", disable=not (main and cfg.progress), dynamic_ncols=True)
     last_losses: dict[str, float] = {}
     started = time.perf_counter()
-    first_step = step
     tokens_done = 0
     last_saved = step
     val_losses: dict[str, float] = {}
