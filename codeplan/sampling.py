@@ -14,6 +14,7 @@ the lines of a problem a killed run left unfinished, so no sample is ever duplic
 from __future__ import annotations
 
 import ast
+import json
 import math
 import re
 import sys
@@ -70,6 +71,9 @@ class GenerateConfig(StageConfig):
     dtype: str | None = None  # HF backend: auto, float32, bfloat16, float16
     seed: int = 0
     progress: bool = True
+    # Wrap prompts in the model's chat template (one user turn), as training did with
+    # `chat_template: true`. None = read it from MODEL/train_summary.json (False if absent).
+    chat_template: bool | None = None
 
     @model_validator(mode="after")
     def _openai_needs_name(self) -> "GenerateConfig":
@@ -368,6 +372,33 @@ def load_student(cfg: GenerateConfig, spec: str | None = None) -> Any:
     return load_generator(spec, **options)
 
 
+class ChatPrompts:
+    """Sends each student prompt as one user turn of a chat, so a student trained with its chat
+    template (`chat_template: true`) sees at inference the prompt format it was trained on."""
+
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+        self.name = getattr(generator, "name", "chat")
+
+    def generate(self, prompts: list[str], params: Any) -> list[Any]:
+        return self.generator.chat([[{"role": "user", "content": prompt}] for prompt in prompts], params)
+
+
+def uses_chat_template(cfg: GenerateConfig) -> bool:
+    """cfg.chat_template, else what `codeplan train` recorded for a local model folder."""
+    if cfg.chat_template is not None:
+        return cfg.chat_template
+    scheme, _, rest = cfg.model.partition(":")
+    summary = Path(rest if scheme in ("hf", "vllm") and rest else cfg.model) / "train_summary.json"
+    if not summary.is_file():
+        return False
+    try:
+        recorded = json.loads(summary.read_text(encoding="utf-8")).get("prompt_format", {})
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(recorded.get("chat_template", False))
+
+
 def plan_model_spec(cfg: GenerateConfig) -> str | None:
     """The separate plan model to use, if any (see GenerateConfig.plan_model)."""
     if cfg.plan_model:
@@ -544,6 +575,9 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
         generator = load_student(cfg)
         planner_spec = plan_model_spec(cfg) if cfg.strategy == "plan-sampling" else None
         planner = load_student(cfg, planner_spec) if planner_spec else None
+        if uses_chat_template(cfg):
+            generator = ChatPrompts(generator)
+            planner = ChatPrompts(planner) if planner is not None else None
         plans_path, _ = sidecar_paths(out)
         needs_judge = cfg.strategy == "plan-sampling" and any(p.public_tests for p in todo)
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), unit="problem", desc=f"generate ({cfg.strategy})",

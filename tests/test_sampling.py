@@ -138,3 +138,24 @@ def test_sigkilled_generate_process_resumes_without_duplicates(tiny_causal_lm: P
     kept = {(r["problem_id"], r["sample_index"]): r["code"] for r in before}
     assert all({(r["problem_id"], r["sample_index"]): r["code"] for r in rows}[key] == code for key, code in kept.items()
                if Counter(k[0] for k in kept)[key[0]] == 2)
+
+
+def test_student_trained_with_its_chat_template_is_prompted_through_it(tmp_path):
+    from codeplan.sampling import ChatPrompts, GenerateConfig, uses_chat_template
+
+    model = tmp_path / "student"
+    model.mkdir()
+    cfg = GenerateConfig(data={"path": "sample"}, model=str(model), out=str(tmp_path / "s.jsonl"))
+    assert not uses_chat_template(cfg)  # no train_summary.json: plain prompts
+    (model / "train_summary.json").write_text('{"prompt_format": {"chat_template": true}}')
+    assert uses_chat_template(cfg)
+    assert not uses_chat_template(cfg.model_copy(update={"chat_template": False}))  # the setting wins
+
+    class Recorder:
+        def chat(self, conversations, params):
+            self.conversations = conversations
+            return ["done"] * len(conversations)
+
+    recorder = Recorder()
+    assert ChatPrompts(recorder).generate(["[GEN_PLAN]\nQUESTION:\n..."], None) == ["done"]
+    assert recorder.conversations == [[{"role": "user", "content": "[GEN_PLAN]\nQUESTION:\n..."}]]
