@@ -218,7 +218,9 @@ def outcome(tmp_path_factory: pytest.TempPathFactory):
     os.set_inheritable(write_fd, True)
     names = list(PROGRAMS)
     tasks = [JudgeTask(problem=problem or stdin_problem(), code=code) for code, problem in PROGRAMS.values()]
-    cfg = JudgeConfig(workers=2, timeout=1.0, wall_factor=2.0, memory_mb=512)
+    # Wall time 4x the CPU limit: the fork and thread bombs on the other worker slow everything
+    # down, and a memory bomb that merely waited for a core must still end as memory_limit.
+    cfg = JudgeConfig(workers=2, timeout=1.0, wall_factor=4.0, memory_mb=512)
     with Judge(cfg) as judge:
         before = worker_processes(judge)
         results = judge.run(tasks)
