@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,10 @@ def open_text(path: Path):
     return path.open("r", encoding="utf-8")
 
 
-def iter_jsonl(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line_number, object) for each non-blank line; raise InputError naming the bad line.
+def iter_jsonl(path: str | Path, *, skip_torn_tail: bool = False,
+               on_invalid: Callable[[InputError], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line_number, object) for each non-blank line; raise InputError naming the bad line,
+    or, with `on_invalid`, hand that error to it and read on (`--skip-invalid`).
 
     With skip_torn_tail, an unparsable *last* line without a trailing newline is ignored: that is
     what a killed writer leaves behind, and `repair_torn_tail` removes it before appending.
@@ -33,8 +35,11 @@ def iter_jsonl(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[tu
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path=path)
-    with open_text(path) as handle:
-        lines = handle.readlines()
+    try:
+        with open_text(path) as handle:
+            lines = handle.readlines()
+    except (OSError, UnicodeDecodeError, EOFError) as err:
+        raise InputError(f"cannot read file ({err})", path=path) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -44,10 +49,15 @@ def iter_jsonl(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[tu
             is_tail = number == len(lines) and not line.endswith("\n")
             if skip_torn_tail and is_tail:
                 return
-            raise InputError(f"not valid JSON ({err.msg} at column {err.colno})", path=path, line=number) from None
-        if not isinstance(record, dict):
-            raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=number)
-        yield number, record
+            error = InputError(f"not valid JSON ({err.msg} at column {err.colno})", path=path, line=number)
+        else:
+            if isinstance(record, dict):
+                yield number, record
+                continue
+            error = InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=number)
+        if on_invalid is None:
+            raise error
+        on_invalid(error)
 
 
 def read_jsonl(path: str | Path, *, skip_torn_tail: bool = False) -> list[dict[str, Any]]:

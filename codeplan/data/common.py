@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from codeplan.errors import InputError
-from codeplan.jsonl import open_text
+from codeplan.jsonl import iter_jsonl, open_text
 
 
 class InvalidRecords:
@@ -33,25 +33,7 @@ class InvalidRecords:
 
 def read_json_lines(path: Path, invalid: InvalidRecords) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a bad line goes to `invalid`, reading goes on."""
-    if not path.exists():
-        raise InputError("file not found", path=path)
-    try:
-        with open_text(path) as handle:
-            lines = handle.readlines()
-    except (OSError, UnicodeDecodeError, EOFError) as err:
-        raise InputError(f"cannot read file ({err})", path=path) from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            invalid.add(InputError(f"not valid JSON ({err.msg} at column {err.colno})", path=path, line=number))
-            continue
-        if not isinstance(record, dict):
-            invalid.add(InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=number))
-            continue
-        yield number, record
+    return iter_jsonl(path, on_invalid=invalid.add)
 
 
 def first_record(path: Path) -> dict[str, Any] | None:
