@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codeplan.data.common import Fields, InvalidRecords, read_json_lines
+from codeplan.data.common import Fields, InvalidRecords, load_records
 from codeplan.data.public_tests import call_tests, stdin_examples
 from codeplan.errors import InputError
 from codeplan.problems import Problem, TestCase
@@ -94,11 +94,7 @@ def apps_from_record(record: dict[str, Any], *, path: str | Path, line: int | No
 
 
 def load_apps_jsonl(path: Path, invalid: InvalidRecords) -> Iterator[Problem]:
-    for number, record in read_json_lines(path, invalid):
-        try:
-            yield apps_from_record(record, path=path, line=number)
-        except InputError as err:
-            invalid.add(err)
+    return load_records(path, invalid, apps_from_record)
 
 
 # ---- original folder layout --------------------------------------------------------------------

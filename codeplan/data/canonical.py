@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from codeplan.data.common import InvalidRecords, read_json_lines
+from codeplan.data.common import InvalidRecords, load_records
 from codeplan.errors import InputError
 from codeplan.problems import Problem, problem_from_record
 
@@ -32,11 +33,11 @@ def check_tests(problem: Problem, *, path: str | Path, line: int | None) -> None
                 raise fail("assert tests need the assertion source as input", f"{where}.input")
 
 
+def canonical_from_record(record: dict[str, Any], *, path: str | Path, line: int) -> Problem:
+    problem = problem_from_record(record, path=path, line=line)
+    check_tests(problem, path=path, line=line)
+    return problem
+
+
 def load_canonical(path: Path, invalid: InvalidRecords) -> Iterator[Problem]:
-    for number, record in read_json_lines(path, invalid):
-        try:
-            problem = problem_from_record(record, path=path, line=number)
-            check_tests(problem, path=path, line=number)
-            yield problem
-        except InputError as err:
-            invalid.add(err)
+    return load_records(path, invalid, canonical_from_record)

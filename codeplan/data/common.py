@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from codeplan.errors import InputError
 from codeplan.jsonl import iter_jsonl, open_text
+from codeplan.problems import Problem
 
 
 class InvalidRecords:
@@ -31,9 +32,15 @@ class InvalidRecords:
         print(f"warning: skipped {len(self.errors)} invalid record(s); first: {self.errors[0]}", file=sys.stderr)
 
 
-def read_json_lines(path: Path, invalid: InvalidRecords) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; a bad line goes to `invalid`, reading goes on."""
-    return iter_jsonl(path, on_invalid=invalid.add)
+def load_records(path: Path, invalid: InvalidRecords,
+                 from_record: Callable[..., Problem]) -> Iterator[Problem]:
+    """Problems from a JSONL file, one `from_record(record, path=, line=)` call per line; a bad line
+    or record goes to `invalid` and reading goes on."""
+    for number, record in iter_jsonl(path, on_invalid=invalid.add):
+        try:
+            yield from_record(record, path=path, line=number)
+        except InputError as err:
+            invalid.add(err)
 
 
 def first_record(path: Path) -> dict[str, Any] | None:

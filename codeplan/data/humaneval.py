@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codeplan.data.common import Fields, InvalidRecords, read_json_lines
+from codeplan.data.common import Fields, InvalidRecords, load_records
 from codeplan.data.mbpp import with_example
 from codeplan.data.public_tests import assert_tests, call_tests
-from codeplan.errors import InputError, SetupError
+from codeplan.errors import SetupError
 from codeplan.problems import Problem, TestCase
 
 
@@ -89,11 +89,7 @@ def humaneval_from_record(record: dict[str, Any], *, path: str | Path, line: int
 
 
 def load_humaneval(path: Path, invalid: InvalidRecords) -> Iterator[Problem]:
-    for number, record in read_json_lines(path, invalid):
-        try:
-            yield humaneval_from_record(record, path=path, line=number)
-        except InputError as err:
-            invalid.add(err)
+    return load_records(path, invalid, humaneval_from_record)
 
 
 def evalplus_from_record(record: dict[str, Any], *, path: str | Path, line: int | None) -> Problem:
@@ -137,8 +133,4 @@ def evalplus_from_record(record: dict[str, Any], *, path: str | Path, line: int 
 
 
 def load_evalplus(path: Path, invalid: InvalidRecords) -> Iterator[Problem]:
-    for number, record in read_json_lines(path, invalid):
-        try:
-            yield evalplus_from_record(record, path=path, line=number)
-        except InputError as err:
-            invalid.add(err)
+    return load_records(path, invalid, evalplus_from_record)

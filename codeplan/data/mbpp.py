@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codeplan.data.common import Fields, InvalidRecords, read_json_lines
-from codeplan.errors import InputError
+from codeplan.data.common import Fields, InvalidRecords, load_records
 from codeplan.problems import Problem, TestCase
 
 # The standard MBPP splits by task_id (Austin et al. 2021).
@@ -62,8 +61,4 @@ def mbpp_from_record(record: dict[str, Any], *, path: str | Path, line: int | No
 
 
 def load_mbpp(path: Path, invalid: InvalidRecords) -> Iterator[Problem]:
-    for number, record in read_json_lines(path, invalid):
-        try:
-            yield mbpp_from_record(record, path=path, line=number)
-        except InputError as err:
-            invalid.add(err)
+    return load_records(path, invalid, mbpp_from_record)
