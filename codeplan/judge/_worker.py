@@ -7,10 +7,12 @@ Processes, from the outside in:
   W  the worker, started by the judge inside bubblewrap; it never receives expected outputs, only
      program code and test inputs. It enters a new user + PID + mount namespace and forks
   I  PID 1 of that namespace, which serves the judge one program at a time: it compiles the code,
-     mounts a fresh private /tmp, and forks
-  P  the program's process (capabilities dropped, resource limits set), which runs the tests I
-     passes on, one after another, each with fresh stdin/stdout/stderr; a test that kills P (a
-     signal, a CPU or wall-time limit, os._exit) is reported by I, which forks a new P for the next.
+     gives it a private, empty /tmp (a fresh tmpfs unless the last program left it untouched),
+     and forks
+  P  the program's process (capabilities dropped, resource limits set), which inherits the
+     compiled code and runs the tests I passes on, one after another, each with fresh
+     stdin/stdout/stderr; a test that kills P (a signal, a CPU or wall-time limit, os._exit) is
+     reported by I, which forks a new P for the next.
 At the end of a program I kills every other process of the namespace (kill -1 from a namespace's
 init reaches exactly the namespace: daemons, double forks and setsid escapees included); if I
 ever exits, the kernel kills everything in the namespace. Without the sandbox (unsafe mode) there
@@ -18,12 +20,15 @@ are no namespaces: P starts its own session and I kills that process group, whic
 double-forking program can escape.
 
 Protocol: 4-byte big-endian length + UTF-8 JSON, on the worker's stdin (requests) and stdout
-(replies). Test values travel in the tagged JSON form of `encode_value`, never pickle, so a
+(replies). Judge -> I: `program` (code, limits, and the tests to run at once), then `test`s one
+by one (early exit), then `end`. I -> judge: the compilation's outcome, one reply per test, and
+`ended` once every process of the program is gone. Test values travel in the tagged JSON form of `encode_value`, never pickle, so a
 program cannot make the judge run code by returning a crafted object.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -209,21 +214,54 @@ def mount_tmpfs(target: bytes, size_mb: int) -> None:
     check(lib.mount(b"tmpfs", target, b"tmpfs", 0, f"size={size_mb}m,mode=1777".encode()), "mount tmpfs")
 
 
+class Scratch:
+    """The programs' /tmp. A program that left it exactly as it found it (no entries, no extended
+    attributes, same mode) hands it on as is; any other gets a fresh tmpfs (a remount costs about
+    as much as the program's fork, so most programs, which write nothing, skip it)."""
+
+    def __init__(self) -> None:
+        self.size_mb: int | None = None
+
+    def prepare(self, size_mb: int) -> None:
+        if size_mb != self.size_mb or not self.untouched():
+            mount_tmpfs(b"/tmp", size_mb)
+            self.size_mb = size_mb
+
+    @staticmethod
+    def untouched() -> bool:
+        try:
+            info = os.lstat("/tmp")
+            return info.st_mode == 0o41777 and not os.listdir("/tmp") and not os.listxattr("/tmp")
+        except OSError:
+            return False
+
+
+_capset_args = None
+
+
+def capset_args() -> tuple:
+    """capset(2)'s arguments for "no capabilities", built once in I (P only calls it: less to copy)."""
+    global _capset_args
+    if _capset_args is None:
+        import ctypes
+
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class Data(ctypes.Structure):
+            _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+        header = Header(0x20080522, 0)
+        _capset_args = (header, ctypes.pointer(header), (Data * 2)())
+    return _capset_args
+
+
 def drop_capabilities() -> None:
     """No capabilities, none to regain: the program cannot undo mounts or remount /proc."""
-    import ctypes
-
     lib = libc()
     lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-    header, data = Header(0x20080522, 0), (Data * 2)()
-    check(lib.capset(ctypes.byref(header), data), "capset")
+    _, header, data = capset_args()
+    check(lib.capset(header, data), "capset")
 
 
 # ---------------------------------------------------------------- names the APPS harness pre-imports
@@ -254,8 +292,9 @@ class LazyModule:
 
 
 # ---------------------------------------------------------------- the program process (P)
-def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: int) -> None:
-    """P: forked by I ahead of time; waits for a program, runs the tests I sends one after another.
+def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: int, job: dict, code) -> None:
+    """P: forked by I once the program compiled (so it inherits the job and the code object, with
+    nothing to receive or compile again); runs the tests I passes on, one after another.
 
     Each test gets fresh stdin/stdout/stderr (memory files), a fresh global namespace (stdin,
     assert programs) and a CPU allowance; a call-based program's module is loaded once, as the APPS
@@ -276,15 +315,7 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
     os.setsid()  # its own process group: killpg(0) must not reach the worker (groups cross PID namespaces)
     if sandbox:
         drop_capabilities()
-    try:
-        job = recv(3)
-    except (EOFError, OSError, ValueError):
-        os._exit(0)
-    if job.get("op") != "job":
-        os._exit(0)
-    job["sandbox"] = sandbox
-    if sandbox:
-        os.chdir("/tmp")  # after the job: I mounts each program's fresh /tmp before sending it
+        os.chdir("/tmp")  # I mounted (or checked) this program's scratch before forking P
     limits = job["limits"]
     per_test = max(1, math.ceil(limits["cpu"]))
     budget = per_test * job.get("tests", 1) + 1
@@ -303,7 +334,6 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
         resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"] + 1, limits["processes"] + 1))
     sys.argv = ["main.py"]
     sys.setrecursionlimit(job.get("recursion_limit", 1000))
-    code = compile_program(job)  # I compiled it already (and answered compile errors); cheap
     loaded = None
 
     def fresh_namespace() -> dict:
@@ -320,12 +350,15 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
             os._exit(0)
         if test.get("op") != "test":
             os._exit(0)
-        stdin = os.memfd_create("stdin", 0)
         data = (test.get("stdin") or "").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(stdin, view):]
-        os.lseek(stdin, 0, 0)
+        if data:
+            stdin = os.memfd_create("stdin", 0)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(stdin, view):]
+            os.lseek(stdin, 0, 0)
+        else:
+            stdin = os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
         os.close(stdin)
         for fd, target in ((5, 1), (6, 2)):
@@ -445,16 +478,16 @@ def find_entry(namespace: dict, name: str):
 
 # ---------------------------------------------------------------- the worker's init (I)
 class Child:
-    """A forked P, waiting for its program, and I's ends of its channels."""
+    """A forked P running the program, and I's ends of its channels."""
 
-    def __init__(self, sandbox: bool) -> None:
+    def __init__(self, job: dict, code) -> None:
         cmd_r, self.cmd_w = os.pipe()
         self.res_r, res_w = os.pipe()
         self.out_fd, self.err_fd = os.memfd_create("stdout", 0), os.memfd_create("stderr", 0)
         pid = os.fork()
         if pid == 0:
             try:
-                program_process(sandbox, cmd_r, res_w, self.out_fd, self.err_fd)
+                program_process(job["sandbox"], cmd_r, res_w, self.out_fd, self.err_fd, job, code)
             finally:
                 os._exit(1)
         os.close(cmd_r)
@@ -467,26 +500,16 @@ class Child:
 
 
 class Session:
-    """I's state for the program being judged: at most one live P."""
+    """I's state for the program being judged: at most one live P, forked when a test needs it."""
 
-    def __init__(self, job: dict, spare: Child | None) -> None:
+    def __init__(self, job: dict, code) -> None:
         self.job = job
-        self.spare = spare
+        self.code = code
         self.child: Child | None = None
-        self.message = {key: job[key] for key in ("code", "entry_point", "setup", "preamble", "apps_wrap", "limits",
-                                                   "recursion_limit", "tests") if key in job}
-        self.message["op"] = "job"
-
-    def start(self) -> None:
-        self.child, self.spare = self.spare or Child(self.job["sandbox"]), None
-        try:
-            send(self.child.cmd_w, self.message)
-        except OSError:
-            pass  # P died: the test's outcome says how
 
     def run_test(self, test: dict) -> dict:
         if self.child is None:
-            self.start()
+            self.child = Child(self.job, self.code)
         child = self.child
         start = time.monotonic()
         try:
@@ -550,10 +573,9 @@ class Session:
     def reset(self) -> None:
         """Close P's channels and kill every process of the program (P, its children, escapees)."""
         pid = self.child.pid if self.child else 0
-        for child in (self.child, self.spare):
-            if child is not None:
-                child.close()
-        self.child = self.spare = None
+        if self.child is not None:
+            self.child.close()
+        self.child = None
         if self.job["sandbox"]:
             try:
                 os.kill(-1, signal.SIGKILL)  # from a namespace's init: every other process in it
@@ -595,8 +617,15 @@ def wrap_in_function(code: str) -> str:
 
 
 def init_loop(ctl_in: int, ctl_out: int, sandbox: bool) -> None:
-    """I: one program at a time: compile it, run the tests the judge sends, clean up."""
-    spare = Child(sandbox)
+    """I: one program at a time. A program message carries the tests to run at once (`run`); more
+    may follow one by one (early exit); `end` closes the program. Replies: one for the compilation,
+    one per test, and `ended` once every process of the program is gone."""
+    if sandbox:
+        capset_args()
+    # The loaded interpreter's objects are never scanned by P's collector, so fewer of I's pages
+    # are written (and copied) in P.
+    gc.freeze()
+    scratch = Scratch() if sandbox else None
     while True:
         try:
             job = recv(ctl_in)
@@ -608,24 +637,27 @@ def init_loop(ctl_in: int, ctl_out: int, sandbox: bool) -> None:
             send(ctl_out, {"error": f"unexpected request {job.get('op')!r}"})
             continue
         job["sandbox"] = sandbox
+        session = None
         try:
-            compile_program(job)
+            code = compile_program(job)
         except BaseException as exc:  # noqa: BLE001 - SyntaxError, MemoryError, RecursionError...
             send(ctl_out, {"compiled": False, "compile_error": f"{type(exc).__name__}: {safe_str(exc)}"[:500]})
-            continue
-        if sandbox:
-            mount_tmpfs(b"/tmp", job["limits"]["file_mb"])  # the program's private, empty scratch
-        send(ctl_out, {"compiled": True})
-        session = Session(job, spare)
+        else:
+            if scratch is not None:
+                scratch.prepare(job["limits"]["file_mb"])  # the program's private, empty scratch
+            send(ctl_out, {"compiled": True})
+            session = Session(job, code)
+            for test in job.get("run", []):
+                send(ctl_out, session.run_test(test))
         while True:
             msg = recv(ctl_in)
             if msg.get("op") != "test":
                 break
-            send(ctl_out, session.run_test(msg))
-        session.reset()  # kills the spare too: every process but I dies between programs
+            if session is not None:
+                send(ctl_out, session.run_test(msg))
+        if session is not None:
+            session.reset()  # every process but I dies between programs
         send(ctl_out, {"ended": True})
-        # The next program's process, forked while the judge prepares that program.
-        spare = Child(sandbox)
 
 
 # ---------------------------------------------------------------- the worker (W)
@@ -699,7 +731,6 @@ def main() -> None:
             libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             # Hide /proc: programs see no process at all, not even the worker's.
             check(libc().mount(b"tmpfs", b"/proc", b"tmpfs", 0, b"size=4k,mode=555"), "mount tmpfs on /proc")
-            mount_tmpfs(b"/tmp", 1)
             send(ctl_out, {"ready": True, **report})
         except BaseException as exc:  # noqa: BLE001
             send(ctl_out, {"ready": False, "error": f"cannot set up the programs' namespace: {exc}"})

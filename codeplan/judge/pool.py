@@ -104,6 +104,8 @@ class _Worker:
                                      env=dict(WORKER_ENV), cwd=scratch, start_new_session=True)
         self.out_fd = self.proc.stdout.fileno()
         self.in_fd = self.proc.stdin.fileno()
+        self.alive = True
+        self.ending = False  # an `end` was sent and its `ended` reply is still to be read
         self.send({"sandbox": cfg.sandbox, "switch_user": switch_user() if cfg.sandbox else None, "sys_path": paths})
 
     def ready(self, timeout: float) -> dict:
@@ -148,6 +150,7 @@ class _Worker:
         return b"".join(chunks)
 
     def kill(self) -> None:
+        self.alive = False
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -357,40 +360,29 @@ class Judge:
                "apps_wrap": compat and problem.kind == "stdin",
                "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": total}
         expected_values = self._reference_cache.get(self._ref_key(problem)) if problem.outputs_from_solution else None
-        worker.send(job)
-        reply = worker.recv(60.0 + len(task.code) / 1e5)
-        if "error" in reply:
-            if probing:
-                return ProgramResult("runtime_error", False, 0, total, reply["error"])
-            raise SetupError(f"the judge's sandbox failed: {reply['error']}")
-        if not reply.get("compiled"):
-            return ProgramResult("compile_error", False, 0, total, reply.get("compile_error", "")[:300])
-        passed, verdicts, cpu, first_fail, detail = 0, [], 0.0, None, ""
         messages = [self._test_message(problem, test, index, task.tests, expected_values) for index, test in enumerate(tests)]
-        # Without early exit every test runs: send them all at once (a writer thread, so neither side
-        # blocks on a full pipe) and read the verdicts as they come; the results are the same.
-        pipelined = not task.early_exit and len(messages) > 1
-        writer_error: list[BaseException] = []
-        writer = None
-        if pipelined:
-            def write_all() -> None:
-                try:
-                    for message, _ in messages:
-                        worker.send(message)
-                except BaseException as err:  # noqa: BLE001 - the reader sees the broken worker too
-                    writer_error.append(err)
-
-            writer = threading.Thread(target=write_all, daemon=True)
-            writer.start()
+        # Without early exit every test runs, so they travel with the program (one message, no
+        # round trip per test); with it, the judge decides after each verdict whether to go on.
+        sent = 1 if task.early_exit else total
+        job["run"] = [message for message, _ in messages[:sent]]
+        passed, verdicts, cpu, first_fail, detail = 0, [], 0.0, None, ""
         try:
+            reply = self._send_program(worker, job, 60.0 + (len(task.code) + len(str(job["run"]))) / 1e5)
+            if "error" in reply:
+                if probing:
+                    return ProgramResult("runtime_error", False, 0, total, reply["error"])
+                raise SetupError(f"the judge's sandbox failed: {reply['error']}")
+            if not reply.get("compiled"):
+                return ProgramResult("compile_error", False, 0, total, reply.get("compile_error", "")[:300])
             for index, (message, expected) in enumerate(messages):
-                if not pipelined:
+                if index >= sent:
                     worker.send(message)
+                    sent += 1
                 raw = worker.recv(limits["wall"] + 30.0)
                 if "error" in raw or "ended" in raw:
                     raise WorkerError(f"program session broke: {raw.get('error', 'init exited')}")
                 if first_fail == "compile_error":
-                    continue  # pipelined: the remaining replies are read and dropped
+                    continue  # every test was sent: the remaining replies are read and dropped
                 cpu += raw["cpu"]
                 verdict, why = self._verdict(problem, message["mode"], raw, expected, limits)
                 verdicts.append(verdict)
@@ -399,25 +391,34 @@ class Judge:
                     continue
                 if first_fail is None:
                     first_fail, detail = verdict, f"test {index}: {why}"
-                if (verdict == "compile_error" and not pipelined) or task.early_exit:
+                if sent == index + 1 and (verdict == "compile_error" or task.early_exit):
                     break
         except BaseException:
             worker.kill()  # broken or interrupted mid-program: never reused (the caller replaces it)
             raise
-        if writer is not None:
-            writer.join()
-            if writer_error:
-                worker.kill()
-                raise WorkerError(f"worker pipe closed ({writer_error[0]})")
-        worker.send({"op": "end"})
-        self._expect_end(worker)
+        finally:
+            if worker.alive:
+                self._end_program(worker)
         verdict = first_fail or "pass"
         return ProgramResult(verdict, verdict == "pass", passed, total, detail[:500], verdicts, round(cpu, 4))
 
-    def _expect_end(self, worker: _Worker) -> None:
-        reply = worker.recv(30.0)
-        while "ended" not in reply:
+    @staticmethod
+    def _send_program(worker: _Worker, job: dict, timeout: float) -> dict:
+        """Send a program; the first reply is its compilation's (after the previous program's `ended`)."""
+        worker.send(job)
+        if worker.ending:
             reply = worker.recv(30.0)
+            while "ended" not in reply:
+                reply = worker.recv(30.0)
+            worker.ending = False
+        return worker.recv(timeout)
+
+    @staticmethod
+    def _end_program(worker: _Worker) -> None:
+        """Close the program. Its `ended` (every process gone) is read when the worker's next
+        program is sent, so the judge compares outputs while the worker cleans up."""
+        worker.send({"op": "end"})
+        worker.ending = True
 
     def _test_message(self, problem: Problem, test: TestCase, index: int, which: str,
                       expected_values: list | None) -> tuple[dict, Any]:
@@ -530,29 +531,32 @@ class Judge:
         limits = self.limits(problem)
         limits["cpu"] = max(limits["cpu"], 20.0)  # the reference is trusted to finish; give it room
         limits["wall"] = limits["cpu"] * self.cfg.wall_factor + 1.0
-        worker.send({"op": "program", "code": problem.solutions[0], "entry_point": problem.entry_point or "",
-                     "setup": "", "preamble": False, "limits": limits, "recursion_limit": self.cfg.recursion_limit,
-                     "tests": len(problem.public_tests) + len(problem.hidden_tests)})
-        reply = worker.recv(60.0)
+        tests = [*problem.public_tests, *problem.hidden_tests]
+        job = {"op": "program", "code": problem.solutions[0], "entry_point": problem.entry_point or "", "setup": "",
+               "preamble": False, "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": len(tests),
+               "run": [{"op": "test", "mode": "call", "input": encode_value(evalplus_args(problem, test))} for test in tests]}
         values: list[Any] = []
         slowest = 0.0
-        if reply.get("compiled"):
-            try:
-                for test in [*problem.public_tests, *problem.hidden_tests]:
-                    args = evalplus_args(problem, test)
-                    worker.send({"op": "test", "mode": "call", "input": encode_value(args)})
-                    raw = worker.recv(limits["wall"] + 30.0)
-                    status = raw.get("status") or {}
-                    slowest = max(slowest, float(raw.get("cpu", 0.0)))
-                    if status.get("ok") and "value" in status:
-                        values.append(decode_value(status["value"]))
-                    else:
-                        values.append(Opaque("reference-failed", str(status.get("exc") or raw.get("signal"))))
-            finally:
-                worker.send({"op": "end"})
-            self._expect_end(worker)
-        if not reply.get("compiled"):
-            raise SetupError(f"problem {problem.id}: the reference solution does not compile: {reply.get('compile_error')}")
+        try:
+            reply = self._send_program(worker, job, 60.0)
+            if not reply.get("compiled"):
+                raise SetupError(f"problem {problem.id}: the reference solution does not compile: {reply.get('compile_error')}")
+            for _ in tests:
+                raw = worker.recv(limits["wall"] + 30.0)
+                if "error" in raw or "ended" in raw:
+                    raise WorkerError(f"program session broke: {raw.get('error', 'init exited')}")
+                status = raw.get("status") or {}
+                slowest = max(slowest, float(raw.get("cpu", 0.0)))
+                if status.get("ok") and "value" in status:
+                    values.append(decode_value(status["value"]))
+                else:
+                    values.append(Opaque("reference-failed", str(status.get("exc") or raw.get("signal"))))
+        except (WorkerError, ValueError, KeyError):
+            worker.kill()
+            raise
+        finally:
+            if worker.alive:
+                self._end_program(worker)
         return values, slowest
 
 
