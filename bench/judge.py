@@ -1,13 +1,17 @@
 """Judge throughput against a fresh `python` per program, and reference-solution pass rates.
 
-    .venv/bin/python bench/judge.py                 # throughput: sandboxed judge vs subprocess per program
+    .venv/bin/python bench/judge.py                 # throughput: sandboxed judge vs fresh interpreters
     .venv/bin/python bench/judge.py --references    # pass rates of the benchmarks' reference solutions
 
-Throughput runs the same programs both ways in the same run: reference solutions from
-../shared/data (APPS, MBPP) plus wrong versions made by mutating them. The baseline starts one
-`python` per program (no sandbox at all) that runs every test in-process, as the official APPS
-harness does, with the same parallelism as the judge. Prints programs/s of each and the ratio,
-for APPS, MBPP and all programs.
+Throughput runs the same programs every way in the same run: reference solutions from
+../shared/data (APPS, MBPP) plus wrong versions made by mutating them, with the same parallelism
+as the judge. Two baselines, neither sandboxed:
+  per program: one `python` per program that runs all of its tests in-process, exec'ing the code
+               once per test as the official APPS harness does (the kindest reading);
+  per run:     one `python` per run of the program, the way a contest judge runs a script:
+               `python prog.py < test.in` for each test of a stdin program; an assertion program
+               runs with all its asserts in one process (so it is the same as per program).
+Prints programs/s of each and the ratios, for APPS, MBPP and all programs.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -124,6 +132,37 @@ def baseline_one(problem: Problem, code: str, timeout: float) -> bool:
     return len(results) == len(tests)
 
 
+def baseline_runs(problem: Problem, code: str, timeout: float, scratch: Path) -> bool:
+    """A fresh interpreter per run: each stdin test is `python prog.py < input`; an assertion
+    program runs once with every assert after it."""
+    tests = problem.hidden_tests
+    script = scratch / f"prog_{threading.get_ident()}.py"
+    if problem.kind != "stdin":
+        script.write_text("\n".join([code, problem.test_setup, *(str(t.input) for t in tests)]), encoding="utf-8")
+        try:
+            return subprocess.run([sys.executable, str(script)], capture_output=True, timeout=timeout * len(tests) + 1,
+                                  stdin=subprocess.DEVNULL).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+    script.write_text(code, encoding="utf-8")
+    passed = True
+    for test in tests:
+        stdin = "\n".join(test.input) if isinstance(test.input, list) else str(test.input)
+        try:
+            proc = subprocess.run([sys.executable, str(script)], input=stdin, capture_output=True, text=True,
+                                  timeout=timeout + 1)
+            passed = passed and proc.returncode == 0 and apps_stdin_equal(proc.stdout, test.output)
+        except subprocess.TimeoutExpired:
+            passed = False
+    return passed
+
+
+def timed(fn: Callable[[], list]) -> tuple[float, list]:
+    started = time.perf_counter()
+    values = fn()
+    return time.perf_counter() - started, values
+
+
 def throughput(args: argparse.Namespace) -> None:
     items = programs(args.apps, args.mbpp)
     workers = args.workers or os.cpu_count() or 1
@@ -140,18 +179,23 @@ def throughput(args: argparse.Namespace) -> None:
             print(f"left out {slow} programs that exceed 0.5 s CPU on a test (--include-slow keeps them)")
         groups = {"APPS (stdin)": [i for i in items if i[0].kind == "stdin"],
                   "MBPP (assert)": [i for i in items if i[0].kind == "assert"], "all": items}
+        scratch = Path(tempfile.mkdtemp(prefix="codeplan-bench-"))
         for name, group in groups.items():
-            started = time.perf_counter()
-            results = judge.run([JudgeTask(problem=p, code=c) for p, c in group])
-            judge_s = time.perf_counter() - started
-            begin = time.perf_counter()
+            judge_s, results = timed(lambda: judge.run([JudgeTask(problem=p, code=c) for p, c in group]))
+            limit = lambda problem: args.timeout or default_timeout(problem)  # noqa: E731
             with ThreadPoolExecutor(workers) as pool:
-                base = list(pool.map(lambda item: baseline_one(item[0], item[1], args.timeout or default_timeout(item[0])), group))
-            base_s = time.perf_counter() - begin
-            print(f"{name}: {len(group)} programs, {sum(len(p.hidden_tests) for p, _ in group)} tests, {workers} workers | "
-                  f"judge (sandboxed) {len(group) / judge_s:.1f} programs/s ({sum(r.passed for r in results)} pass) | "
-                  f"fresh python per program (no sandbox) {len(group) / base_s:.1f} programs/s ({sum(base)} pass) | "
-                  f"ratio {base_s / judge_s:.1f}x", flush=True)
+                program_s, per_program = timed(lambda: list(pool.map(
+                    lambda item: baseline_one(item[0], item[1], limit(item[0])), group)))
+                if args.baseline == "both":
+                    run_s, per_run = timed(lambda: list(pool.map(
+                        lambda item: baseline_runs(item[0], item[1], limit(item[0]), scratch), group)))
+            line = (f"{name}: {len(group)} programs, {sum(len(p.hidden_tests) for p, _ in group)} tests, {workers} workers | "
+                    f"judge (sandboxed) {len(group) / judge_s:.1f} programs/s ({sum(r.passed for r in results)} pass) | "
+                    f"python per program {len(group) / program_s:.1f}/s ({sum(per_program)} pass): {program_s / judge_s:.1f}x")
+            if args.baseline == "both":
+                line += f" | python per run {len(group) / run_s:.1f}/s ({sum(per_run)} pass): {run_s / judge_s:.1f}x"
+            print(line, flush=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def references(args: argparse.Namespace) -> None:
@@ -186,6 +230,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--include-slow", action="store_true", help="keep programs that exceed 0.5 s CPU on a test")
     parser.add_argument("--timeout", type=float, default=None, help="CPU seconds per test (default: per benchmark)")
+    parser.add_argument("--baseline", choices=["program", "both"], default="both",
+                        help="fresh python per program only, or also per run (slower to measure)")
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"shared data not found at {SHARED}")
