@@ -2,11 +2,11 @@
 
 Routes: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, `GET /health`.
 Both completion routes stream (`stream: true`, server-sent events in OpenAI's chunk format) as the
-tokens are decoded. Requests are queued to one generation thread that batches whatever is waiting (requests with the
-same sampling settings decode together, each keeping its own seed), so throughput grows with the
-number of clients instead of serialising them one by one. To add a route (e.g. a plan-sampling
-mode), write one more `_add_..._routes(app, state)` function and call it in `create_app`; it can
-use `state.submit(...)` to reach the model through the same queue.
+tokens are decoded. Requests are queued to one generation thread that batches whatever is waiting
+(requests with the same sampling settings decode together, each keeping its own seed), so
+throughput grows with the number of clients instead of serialising them one by one. To add a
+route (e.g. a plan-sampling mode), write one more `_add_..._routes(app, state)` function and call
+it in `create_app`; it can use `state.submit(...)` to reach the model through the same queue.
 """
 
 from __future__ import annotations
