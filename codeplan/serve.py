@@ -1,29 +1,31 @@
 """`codeplan serve`: an OpenAI-compatible HTTP server for a local model (FastAPI + uvicorn).
 
 Routes: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, `GET /health`.
-Requests are queued to one generation thread that batches whatever is waiting (requests with the
-same sampling settings decode together, each keeping its own seed), so throughput grows with the
-number of clients instead of serialising them one by one. To add a route (e.g. a plan-sampling
-mode), write one more `_add_..._routes(app, state)` function and call it in `create_app`; it can
-use `state.submit(...)` to reach the model through the same queue.
+Both completion routes stream (`stream: true`, server-sent events in OpenAI's chunk format) as the
+tokens are decoded. Requests are queued to one generation thread that batches whatever is waiting
+(requests with the same sampling settings decode together, each keeping its own seed), so
+throughput grows with the number of clients instead of serialising them one by one. To add a
+route (e.g. a plan-sampling mode), write one more `_add_..._routes(app, state)` function and call
+it in `create_app`; it can use `state.submit(...)` to reach the model through the same queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from codeplan.config import StageConfig
-from codeplan.llm.base import Completion, GenerationParams
+from codeplan.llm.base import Completion, GenerationParams, TextDelta
 
 
 class ServeConfig(StageConfig):
@@ -41,6 +43,12 @@ class ServeConfig(StageConfig):
 
 # ---- request bodies (unknown OpenAI fields such as `user` or `presence_penalty` are ignored) ------
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class _Sampling(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -53,6 +61,7 @@ class _Sampling(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
 
     def params(self, default_max_tokens: int) -> GenerationParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -98,6 +107,8 @@ class _Job:
     payload: Any  # token ids (HF backend) or the prompt / conversation (any other backend)
     params: GenerationParams
     done: Any  # callable(result: Completion | BaseException)
+    on_text: Callable[[list[TextDelta]], None] | None = None  # streaming: new text as it is decoded
+    cancel: threading.Event = field(default_factory=threading.Event)  # set: its client went away, stop
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -139,13 +150,45 @@ class ServerState:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-            loop.call_soon_threadsafe(settle)
+            _call_soon(loop, settle)
 
-        if self._tokens:  # tokenise here, off the generation thread
-            payload = await asyncio.to_thread(
-                self.generator.encode_chat if kind == "chat" else lambda p: self.generator.encode([p])[0], payload)
-        self._queue.put(_Job(kind, payload, params, done))
+        self._queue.put(_Job(kind, await self._encode(kind, payload), params, done))
         return await future
+
+    async def stream(self, kind: Literal["chat", "completion"], payloads: list[Any], params: GenerationParams,
+                     cancel: threading.Event | None = None) -> AsyncIterator[tuple[int, list[TextDelta] | Completion]]:
+        """Queue prompts (or conversations) and yield `(which payload, event)` while they decode:
+        lists of new text as the backend reports it (only the HF backend does), then each one's
+        Completion. A generation error is raised. Setting `cancel`, or closing the iterator early,
+        stops the decoding of their sequences (the client went away)."""
+        cancel = cancel or threading.Event()
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[int, list[TextDelta] | Completion | BaseException]] = asyncio.Queue()
+        jobs: list[_Job] = []
+        for source, payload in enumerate(payloads):
+            def post(item: Any, source: int = source) -> None:
+                _call_soon(loop, events.put_nowait, (source, item))
+            jobs.append(_Job(kind, await self._encode(kind, payload), params, done=post, on_text=post, cancel=cancel))
+        for job in jobs:
+            self._queue.put(job)
+        try:
+            left = len(jobs)
+            while left:
+                source, item = await events.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, Completion):
+                    left -= 1
+                yield source, item
+        finally:
+            cancel.set()  # harmless once they are done; stops them when the client has gone
+
+    async def _encode(self, kind: Literal["chat", "completion"], payload: Any) -> Any:
+        if not self._tokens:
+            return payload
+        # Tokenise here, off the generation thread.
+        return await asyncio.to_thread(
+            self.generator.encode_chat if kind == "chat" else lambda p: self.generator.encode([p])[0], payload)
 
     def _work(self) -> None:
         while True:
@@ -167,11 +210,16 @@ class ServerState:
                 self._run(group)
 
     def _run(self, jobs: list[_Job]) -> None:
+        jobs = [j for j in jobs if not j.cancel.is_set()]  # streams whose client left while they queued
+        if not jobs:
+            return
         params = jobs[0].params
         try:
             if self._tokens:
                 seeds = [j.params.seed for j in jobs]
-                results = self.generator.generate_tokens([j.payload for j in jobs], params, seeds=seeds)
+                # Only a batch with a streaming request pays for decoding text at every step.
+                streaming = {"on_text": _fan_out(jobs)} if any(j.on_text for j in jobs) else {}
+                results = self.generator.generate_tokens([j.payload for j in jobs], params, seeds=seeds, **streaming)
             elif jobs[0].kind == "chat":
                 results = self.generator.chat([j.payload for j in jobs], params)
             else:
@@ -183,6 +231,27 @@ class ServerState:
             return
         for j, result in zip(jobs, results):
             j.done(result)
+
+
+def _fan_out(jobs: list[_Job]) -> Callable[[list[TextDelta]], set[int]]:
+    """The generator's `on_text` for one batch: each job gets its own deltas; cancelled jobs stop."""
+    def on_text(deltas: list[TextDelta]) -> set[int]:
+        mine: dict[int, list[TextDelta]] = {}
+        for delta in deltas:
+            mine.setdefault(delta.prompt, []).append(delta)
+        for prompt, some in mine.items():
+            report = jobs[prompt].on_text
+            if report is not None:
+                report(some)
+        return {prompt for prompt, job in enumerate(jobs) if job.cancel.is_set()}
+    return on_text
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Hand a result to the request's event loop from the generation thread; a loop that has closed
+    (server shutting down) must not take the generation thread down with it."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _groups(jobs: list[_Job], *, by_seed: bool) -> list[list[_Job]]:
@@ -250,8 +319,6 @@ def _check(state: ServerState, request: _Sampling) -> GenerationParams:
     if request.model != state.model_name:
         raise _APIError(404, f"model '{request.model}' is not served here; this server has '{state.model_name}'",
                         code="model_not_found")
-    if request.stream:
-        raise _APIError(400, "stream=true is not supported by codeplan serve; send stream=false")
     return request.params(state.default_max_tokens)
 
 
@@ -263,6 +330,100 @@ async def _generate(state: ServerState, kind: Literal["chat", "completion"], pay
         raise _APIError(400, str(err)) from None
     except Exception as err:
         raise _APIError(500, f"generation failed: {err}", kind="server_error") from None
+
+
+async def _stream(state: ServerState, kind: Literal["chat", "completion"], payloads: list[Any],
+                  params: GenerationParams, request: _Sampling) -> Any:
+    """A `text/event-stream` response that sends the text of each choice as it is decoded."""
+    from fastapi.responses import StreamingResponse
+    from starlette.background import BackgroundTask
+
+    cancel = threading.Event()
+    events = state.stream(kind, payloads, params, cancel)
+    try:  # wait for the first event, so a request the model cannot take still gets a plain 400 / 500
+        first = await anext(events)
+    except ValueError as err:
+        raise _APIError(400, str(err)) from None
+    except Exception as err:
+        raise _APIError(500, f"generation failed: {err}", kind="server_error") from None
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    chunks = _Chunks(kind, state.model_name, params.n, include_usage=include_usage)
+    # The background task runs once the response ends, also when the client hung up mid-stream.
+    return StreamingResponse(chunks.sse(first, events), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"}, background=BackgroundTask(cancel.set))
+
+
+class _Chunks:
+    """One streamed response in OpenAI's chunk format (`data: {json}` events, then `data: [DONE]`).
+
+    Each chunk carries one choice, as OpenAI's do; choice `i` of payload `s` is numbered `s*n + i`.
+    Chat opens every choice with a `role` delta; a choice's last chunk has an empty delta (text) and
+    its `finish_reason`. With `include_usage`, every chunk has `usage: null` and one more chunk with
+    no choices carries the usage of the whole request."""
+
+    def __init__(self, kind: Literal["chat", "completion"], model: str, n: int, *, include_usage: bool) -> None:
+        self.chat = kind == "chat"
+        self.id = f"{'chatcmpl' if self.chat else 'cmpl'}-{uuid.uuid4().hex}"
+        self.object = "chat.completion.chunk" if self.chat else "text_completion"
+        self.created = int(time.time())
+        self.model, self.n, self.include_usage = model, n, include_usage
+        self.sent: dict[int, int] = {}  # choice -> characters sent
+        self.finished: set[int] = set()
+        self.completions: list[Completion] = []
+
+    async def sse(self, first: tuple[int, list[TextDelta] | Completion],
+                  events: AsyncIterator[tuple[int, list[TextDelta] | Completion]]) -> AsyncIterator[str]:
+        if self.chat:
+            for i in range(self.n):
+                yield self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                                    "finish_reason": None}])
+        try:
+            for text in self._handle(*first):
+                yield text
+            async for source, item in events:
+                for text in self._handle(source, item):
+                    yield text
+        except Exception as err:  # the response has started: the error goes out as an event
+            message = str(err) if isinstance(err, ValueError) else f"generation failed: {err}"
+            kind = "invalid_request_error" if isinstance(err, ValueError) else "server_error"
+            yield f"data: {json.dumps({'error': {'message': message, 'type': kind, 'param': None, 'code': None}})}\n\n"
+        else:
+            if self.include_usage:
+                yield self._chunk([], usage=_usage(self.completions))
+        yield "data: [DONE]\n\n"
+
+    def _handle(self, source: int, item: list[TextDelta] | Completion) -> list[str]:
+        if isinstance(item, Completion):  # whatever was not streamed yet (all of it for other backends)
+            self.completions.append(item)
+            pieces = [(j, text[self.sent.get(source * self.n + j, 0):], reason)
+                      for j, (text, reason) in enumerate(zip(item.texts, item.finish_reasons))]
+        else:
+            pieces = [(d.index, d.text, d.finish_reason) for d in item]
+        out: list[str] = []
+        for j, text, reason in pieces:
+            i = source * self.n + j
+            if i in self.finished:
+                continue
+            if text:
+                out.append(self._chunk([self._choice(i, text, None)]))
+                self.sent[i] = self.sent.get(i, 0) + len(text)
+            if reason:
+                out.append(self._chunk([self._choice(i, "", reason)]))
+                self.finished.add(i)
+        return out
+
+    def _choice(self, index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+        if self.chat:
+            return {"index": index, "delta": {"content": text} if text else {}, "logprobs": None,
+                    "finish_reason": finish_reason}
+        return {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
+
+    def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+        body: dict[str, Any] = {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
+                                "choices": choices}
+        if self.include_usage:
+            body["usage"] = usage
+        return f"data: {json.dumps(body)}\n\n"
 
 
 def _usage(completions: list[Completion]) -> dict[str, int]:
@@ -282,9 +443,13 @@ def _add_openai_routes(app: Any, state: ServerState) -> None:
                                             "owned_by": "codeplan"}]}
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: ChatRequest) -> dict[str, Any]:
+    async def chat_completions(request: ChatRequest) -> Any:
         params = _check(state, request)
         conversation = [{"role": m.role, "content": m.text()} for m in request.messages]
+        if request.stream:
+            if request.logprobs:
+                raise _APIError(400, "logprobs are not available with stream=true; send one or the other")
+            return await _stream(state, "chat", [conversation], params, request)
         completion = await _generate(state, "chat", conversation, params)
         choices = []
         for i, text in enumerate(completion.texts):
@@ -299,9 +464,13 @@ def _add_openai_routes(app: Any, state: ServerState) -> None:
                 "model": state.model_name, "choices": choices, "usage": _usage([completion])}
 
     @app.post("/v1/completions")
-    async def completions(request: CompletionRequest) -> dict[str, Any]:
+    async def completions(request: CompletionRequest) -> Any:
         params = _check(state, request)
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        if request.stream:
+            if request.logprobs is not None:
+                raise _APIError(400, "logprobs are not available with stream=true; send one or the other")
+            return await _stream(state, "completion", prompts, params, request)
         done = await asyncio.gather(*(_generate(state, "completion", p, params) for p in prompts))
         choices = []
         for completion in done:  # OpenAI numbers the choices of prompt i as i*n .. i*n+n-1

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from codeplan.llm import GenerationParams, load_generator
-from codeplan.llm.hf import HFGenerator
+from codeplan.llm.base import TextDelta
+from codeplan.llm.hf import HFGenerator, _TextStream
 
 PROMPTS = ["1. Read the input.\n2.", "def add(a, b):\n", "[GEN_CODE]\nQUESTION:\nRead n and print the sum"]
 
@@ -78,6 +79,47 @@ def test_stop_strings_end_and_truncate_the_text(tiny: HFGenerator) -> None:
     [stopped] = tiny.generate([PROMPTS[1]], GenerationParams(max_tokens=12, stop=(stop,)))
     assert stopped.texts[0] == free.texts[0][:free.texts[0].find(stop)]
     assert stopped.finish_reasons == ["stop"] and stopped.completion_tokens < free.completion_tokens
+
+
+def test_on_text_streams_each_sequence_as_it_decodes_and_adds_up_to_its_text(tiny: HFGenerator) -> None:
+    # batch_size 2 with n=2: each prompt decodes in its own batch, so prompt numbers must be mapped back.
+    small = HFGenerator.from_model(tiny.model, tiny.tokenizer, batch_size=2)
+    [free] = small.generate([PROMPTS[1]], GenerationParams(max_tokens=12))
+    stop = (free.texts[0][3:6],)
+    for params in (GenerationParams(n=2, temperature=1.0, max_tokens=12, seed=3, stop=stop),
+                   GenerationParams(n=2, temperature=0.0, max_tokens=12, stop=stop)):
+        steps: list[list[TextDelta]] = []
+        streamed = small.generate_tokens(small.encode(PROMPTS), params, on_text=steps.append)
+        assert streamed == small.generate_tokens(small.encode(PROMPTS), params)  # streaming changes nothing
+        for p, completion in enumerate(streamed):
+            for j, text in enumerate(completion.texts):
+                mine = [d for step in steps for d in step if (d.prompt, d.index) == (p, j)]
+                assert "".join(d.text for d in mine) == text  # nothing sent that the stop string cut off later
+                assert [d.finish_reason for d in mine] == [None] * (len(mine) - 1) + [completion.finish_reasons[j]]
+        assert sum(1 for step in steps if any(d.prompt == 0 and d.text for d in step)) > 1  # not all at the end
+    assert streamed[1].finish_reasons == ["stop", "stop"]
+
+
+def test_incremental_decoding_waits_for_whole_characters_and_possible_stop_strings(tiny: HFGenerator) -> None:
+    text = "héllo ✓ wörld"
+    tokens = tiny.tokenizer(text)["input_ids"]
+    # The tiny byte-level tokenizer splits these characters across tokens (what this test is about).
+    assert any(tiny.tokenizer.decode(tokens[:k]).endswith("\ufffd") for k in range(1, len(tokens)))
+    stream = _TextStream(tiny.tokenizer, ())
+    pieces = [stream.push(tokens[:k]) for k in range(1, len(tokens) + 1)]
+    assert "".join(pieces) == text and not any("\ufffd" in p for p in pieces)
+    stream = _TextStream(tiny.tokenizer, ("wörld",))
+    pieces = [stream.push(tokens[:k]) for k in range(1, len(tokens) + 1)]
+    assert "".join(pieces) == "héllo ✓ " and stream.finish("héllo ✓ ") == ""
+
+
+def test_on_text_can_stop_the_sequences_of_one_prompt(tiny: HFGenerator) -> None:
+    params = GenerationParams(n=2, temperature=0.0, max_tokens=10)
+    cancelled = tiny.generate_tokens(tiny.encode(PROMPTS[:2]), params, on_text=lambda deltas: {0})
+    full = tiny.generate_tokens(tiny.encode(PROMPTS[:2]), params)
+    assert full[0].finish_reasons == ["length", "length"]
+    assert cancelled[0].finish_reasons == ["cancelled", "cancelled"] and cancelled[0].completion_tokens == 2
+    assert cancelled[1].texts == full[1].texts  # the other prompt of the batch went on
 
 
 def test_chat_without_a_template_uses_a_transcript_and_counts_usage(tiny: HFGenerator) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,6 +37,27 @@ class Completion:
     token_logprobs: list[list[float]] | None = None
     tokens: list[list[str]] | None = None  # the token strings behind token_logprobs, where known
     token_ids: list[list[int]] | None = None  # the generated token ids (end-of-sequence excluded), where known
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text of one sequence, reported while it is decoded (streaming).
+
+    The deltas of a sequence, concatenated, give its `Completion.texts` entry: text is held back
+    while it ends in an incomplete character or could still be the start of a stop string, so
+    nothing that a stop string later cuts off is ever reported. The last delta of a sequence
+    carries its `finish_reason`.
+    """
+
+    prompt: int  # index of the prompt in the call
+    index: int  # which of that prompt's n continuations
+    text: str
+    finish_reason: str | None = None
+
+
+# Called once per decoding step with that step's deltas (possibly none); may return the indices of
+# prompts whose sequences should stop now (their client went away), or None.
+OnText = Callable[[list[TextDelta]], Collection[int] | None]
 
 
 @dataclass

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from codeplan.llm.base import Completion, GenerationParams, UsageStats, truncate_at_stop
+from codeplan.llm.base import Completion, GenerationParams, OnText, TextDelta, UsageStats, truncate_at_stop
 
 
 @dataclass
@@ -93,10 +93,14 @@ class HFGenerator:
         return self.tokenizer(transcript)["input_ids"]
 
     def generate_tokens(self, prompts: list[list[int]], params: GenerationParams,
-                        seeds: list[int | None] | None = None) -> list[Completion]:
+                        seeds: list[int | None] | None = None, on_text: OnText | None = None) -> list[Completion]:
         """Complete tokenised prompts. Prompt i samples from its own random stream, seeded with
         `seeds[i]` (default `params.seed + i`), so its texts do not depend on how prompts are
-        batched: the server batches unrelated requests and each keeps its own seed."""
+        batched: the server batches unrelated requests and each keeps its own seed.
+
+        `on_text` (streaming) is called after every decoding step with the new text of each
+        sequence (`TextDelta`s, prompts numbered as in `prompts`); the prompts it returns stop
+        decoding at once (finish reason `cancelled`). Without it nothing extra is decoded."""
         if params.n < 1:
             raise ValueError("n must be at least 1")
         if seeds is None:
@@ -108,7 +112,8 @@ class HFGenerator:
         with self.lock:
             for start in range(0, len(order), per_batch):
                 chunk = order[start:start + per_batch]
-                done = self._generate_batch([prompts[i] for i in chunk], params, [seeds[i] for i in chunk])
+                done = self._generate_batch([prompts[i] for i in chunk], params, [seeds[i] for i in chunk],
+                                            _renumbered(on_text, chunk) if on_text else None)
                 for i, completion in zip(chunk, done):
                     results[i] = completion
         return [r for r in results if r is not None]
@@ -116,7 +121,7 @@ class HFGenerator:
     # ---- decoding -----------------------------------------------------------------------------
 
     def _generate_batch(self, prompts: list[list[int]], params: GenerationParams,
-                        seeds: list[int | None]) -> list[Completion]:
+                        seeds: list[int | None], on_text: OnText | None = None) -> list[Completion]:
         import torch
 
         prompts = [self._fit(p, params.max_tokens) for p in prompts]
@@ -129,6 +134,7 @@ class HFGenerator:
             state = _DecoderOnly(self, prompts, params.n) if not self.is_encoder_decoder else _EncoderDecoder(self, prompts, params.n)
             rows = [_Row(prompt=i, tokens=[], logprobs=[]) for i in range(len(prompts)) for _ in range(params.n)]
             active = list(range(len(rows)))
+            streams = [_TextStream(self.tokenizer, params.stop) for _ in rows] if on_text else None
             logits = state.first_logits()
             for step in range(max_new):
                 chosen, chosen_logprobs = _sample(logits, params, [rows[r].prompt for r in active], generators)
@@ -149,6 +155,8 @@ class HFGenerator:
                             row.finish = "length"
                     if row.finish:
                         finished.append(k)
+                if streams is not None and on_text is not None:
+                    finished += self._report(rows, active, streams, params, on_text)
                 if len(finished) == len(active):
                     break
                 if finished:
@@ -166,10 +174,9 @@ class HFGenerator:
             mine = [row for row in rows if row.prompt == i]
             texts, reasons, sums, per_token, token_text = [], [], [], [], []
             for row in mine:
-                text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-                text, stopped = truncate_at_stop(text, params.stop)
+                text, reason = self._final_text(row, params.stop)
                 texts.append(text)
-                reasons.append("stop" if stopped else (row.finish or "length"))
+                reasons.append(reason)
                 sums.append(float(sum(row.logprobs)))
                 per_token.append(row.logprobs)
                 token_text.append([self.tokenizer.decode([t]) for t in row.tokens])
@@ -179,6 +186,33 @@ class HFGenerator:
                                   logprobs=sums, finish_reasons=reasons, token_logprobs=per_token,
                                   tokens=token_text, token_ids=[list(row.tokens) for row in mine]))
         return out
+
+    def _final_text(self, row: _Row, stop: tuple[str, ...]) -> tuple[str, str]:
+        """A sequence's text as returned (cut at its first stop string) and its finish reason."""
+        text, stopped = truncate_at_stop(self.tokenizer.decode(row.tokens, skip_special_tokens=True), stop)
+        return text, "stop" if stopped else (row.finish or "length")
+
+    def _report(self, rows: list[_Row], active: list[int], streams: list["_TextStream"], params: GenerationParams,
+                on_text: OnText) -> list[int]:
+        """Hand this step's new text to `on_text`; returns the positions in `active` of the rows it
+        cancelled (rows that finished this step are already on their way out)."""
+        deltas: list[TextDelta] = []
+        for r in active:
+            row = rows[r]
+            if row.finish:  # the last piece: whatever the returned text has beyond what went out
+                text, reason = self._final_text(row, params.stop)
+                deltas.append(TextDelta(row.prompt, r % params.n, streams[r].finish(text), reason))
+            else:
+                piece = streams[r].push(row.tokens)
+                if piece:
+                    deltas.append(TextDelta(row.prompt, r % params.n, piece))
+        cancelled = set(on_text(deltas) or ())
+        gone: list[int] = []
+        for k, r in enumerate(active):
+            if rows[r].finish is None and rows[r].prompt in cancelled:
+                rows[r].finish = "cancelled"
+                gone.append(k)
+        return gone
 
     def _hit_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
         # Only the tail can hold a stop string that was not there one token ago.
@@ -196,6 +230,59 @@ class HFGenerator:
         if not prompt:
             prompt = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.pad_id]
         return prompt[-limit:] if limit and len(prompt) > limit else prompt
+
+
+class _TextStream:
+    """Incremental decoding of one sequence for streaming: each step decodes only the last few
+    tokens (not the whole text again) and hands out text that can no longer change."""
+
+    def __init__(self, tokenizer: Any, stop: tuple[str, ...]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = tuple(s for s in stop if s)
+        # tokens[start:read] decode to the end of `text`; decoding from `start` (not `read`) keeps the
+        # context a tokenizer needs to place spaces and join the bytes of one character.
+        self.start = 0
+        self.read = 0
+        self.text = ""
+        self.sent = 0  # characters of `text` handed out
+
+    def push(self, tokens: list[int]) -> str:
+        before = self.tokenizer.decode(tokens[self.start:self.read], skip_special_tokens=True)
+        after = self.tokenizer.decode(tokens[self.start:], skip_special_tokens=True)
+        # A trailing U+FFFD is a character whose bytes have not all arrived: wait for the rest.
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.text += after[len(before):]
+            self.start, self.read = self.read, len(tokens)
+        text, _ = truncate_at_stop(self.text, self.stop)
+        safe = len(text) - _stop_prefix(text, self.stop)
+        if safe <= self.sent:
+            return ""
+        piece, self.sent = text[self.sent:safe], safe
+        return piece
+
+    def finish(self, final: str) -> str:
+        """The rest of the sequence's returned text (`final`), once it is finished."""
+        return final[self.sent:]
+
+
+def _stop_prefix(text: str, stop: tuple[str, ...]) -> int:
+    """Length of the longest end of `text` that a stop string starts with: that text must wait,
+    since the next token may complete the stop string and cut it off."""
+    longest = 0
+    for s in stop:
+        for size in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:size]):
+                longest = size
+                break
+    return longest
+
+
+def _renumbered(on_text: OnText, chunk: list[int]) -> OnText:
+    """`on_text` for one batch of prompts: its batch positions become the caller's prompt numbers."""
+    def report(deltas: list[TextDelta]) -> set[int]:
+        cancelled = on_text([TextDelta(chunk[d.prompt], d.index, d.text, d.finish_reason) for d in deltas]) or ()
+        return {k for k, i in enumerate(chunk) if i in cancelled}
+    return report
 
 
 def _pad(prompts: list[list[int]], pad_id: int, *, left: bool, device):
