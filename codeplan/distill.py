@@ -225,6 +225,30 @@ def side_paths(out: str | Path) -> dict[str, Path]:
             for name in ("failures", "rejected", "summary")}
 
 
+class SideFile:
+    """An append-only side file (failures, rejected plans) that is created by its first record, so a
+    run with nothing to file leaves none behind; once open it is a `JsonlAppender` (fsynced records)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._appender: JsonlAppender | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._appender is None:
+            self._appender = JsonlAppender(self.path)  # cuts a torn tail left by a killed run first
+        self._appender.write(record)
+
+    def close(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
+
+    def __enter__(self) -> "SideFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _read_keys(path: Path, direction: str) -> set[Key]:
     keys: set[Key] = set()
     if not path.exists():
@@ -327,7 +351,7 @@ class _Run:
                 "direction": self.direction, "teacher": self.teacher_name, "plan_index": plan_index,
                 "include_statement": self.cfg.include_statement and not self.cfg.forward, **extra}
 
-    def write_plan(self, plans: JsonlAppender, rejected: JsonlAppender, record: dict[str, Any],
+    def write_plan(self, plans: JsonlAppender, rejected: SideFile, record: dict[str, Any],
                    verdict: dict[str, Any] | None) -> None:
         if verdict is None:
             plans.write(record)
@@ -341,7 +365,7 @@ class _Run:
             self.rejected += 1
         self.advance()
 
-    def fail(self, failures: JsonlAppender, unit: Unit, reason: str, kind: str, indices: list[int] | None = None) -> None:
+    def fail(self, failures: SideFile, unit: Unit, reason: str, kind: str, indices: list[int] | None = None) -> None:
         """Record the unit's missing plans (or just `indices`) as failed: a re-run asks again."""
         for index in unit.plan_indices if indices is None else indices:
             failures.write({"problem_id": unit.problem.id, "solution_index": unit.solution_index, "plan_index": index,
@@ -443,8 +467,8 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
         run.bar = tqdm(total=total, desc=f"distill ({direction})", unit="plan", file=sys.stderr, dynamic_ncols=True)
     judge_context = _judge(cfg) if cfg.verify and units else None
     try:
-        with JsonlAppender(out) as plans, JsonlAppender(paths["failures"]) as failures, \
-                JsonlAppender(paths["rejected"]) as rejected:
+        with JsonlAppender(out) as plans, SideFile(paths["failures"]) as failures, \
+                SideFile(paths["rejected"]) as rejected:
             if judge_context is not None:
                 run.judge = judge_context.__enter__()
             if hasattr(run.teacher, "achat_one"):
@@ -465,7 +489,8 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
 
 def _drop_stale_failures(path: Path, direction: str, done: set[Key]) -> int:
     """Failures of this direction are retried now: keep only the other direction's records in the
-    file (this run appends the ones that fail again). Returns how many are being retried."""
+    file (this run appends the ones that fail again), removing it when none are left (no file
+    means no failures). Returns how many are being retried."""
     if not path.exists():
         return 0
     keep, retried = [], 0
@@ -474,7 +499,10 @@ def _drop_stale_failures(path: Path, direction: str, done: set[Key]) -> int:
             retried += 1
         else:
             keep.append(record)
-    write_jsonl(path, keep)
+    if keep:
+        write_jsonl(path, keep)
+    else:
+        path.unlink()
     return retried
 
 
@@ -491,7 +519,7 @@ def _judge(cfg: DistillConfig) -> Any:
     return Judge(JudgeConfig(**options))
 
 
-async def _run_async(run: _Run, plans: JsonlAppender, failures: JsonlAppender, rejected: JsonlAppender) -> None:
+async def _run_async(run: _Run, plans: JsonlAppender, failures: SideFile, rejected: SideFile) -> None:
     """Server teacher: `concurrency` workers take units from a queue. Each answer is filed under
     the unit object that asked for it, so concurrency cannot misfile a plan."""
     from codeplan.llm.openai_compat import GenerationError
@@ -571,7 +599,7 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: JsonlAppender, r
                          "(finished plans are saved; run the same command again to resume)")
 
 
-def _run_batched(run: _Run, plans: JsonlAppender, failures: JsonlAppender, rejected: JsonlAppender) -> None:
+def _run_batched(run: _Run, plans: JsonlAppender, failures: SideFile, rejected: SideFile) -> None:
     """Local teacher: units go to the model in batches (their n answers share one prefill)."""
     from codeplan.llm.openai_compat import GenerationError
 

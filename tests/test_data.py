@@ -409,10 +409,68 @@ def test_hub_dataset_columns_pick_the_loader(monkeypatch):
     assert [p.id for p in both] == ["train/0", "test/0", "test/1"]  # APPS numbers each split from 0
 
 
-def test_evalplus_contract_names_tuple_arguments(tmp_path):
-    record = {**MBPPPLUS[0], "canonical_solution": "def add_tup(xs, tup):\n    return tuple(xs) + tup\n",
-              "entry_point": "add_tup", "base_input": [[[1], [2, 3]]], "assertion": "assert add_tup([1], (2, 3)) == (1, 2, 3)",
-              "contract": "\n    assert isinstance(xs, list)\n    assert isinstance(tup, tuple)\n"}
+def mbppplus_record(entry: str, params: str, assertion: str, inputs: list, contract: str = "") -> dict:
+    return {**MBPPPLUS[0], "task_id": f"Mbpp/{entry}", "entry_point": entry, "canonical_solution": f"def {entry}({params}):\n    return 0\n",
+            "base_input": inputs, "assertion": assertion, "contract": contract}
+
+
+def converted(problem: Problem) -> list[list]:
+    from codeplan.judge.pool import evalplus_args
+
+    return [evalplus_args(problem, test) for test in problem.hidden_tests]
+
+
+def test_evalplus_tuples_come_back_where_the_examples_use_them(tmp_path):
+    # JSON turns (2, 3) into [2, 3]; the task's own example call says which arrays were tuples.
+    record = mbppplus_record("add_tup", "xs, tup", "assert add_tup([1], (2, 3)) == (1, 2, 3)", [[[1], [2, 3]]])
     (p,) = load(write_jsonl(tmp_path / "MbppPlus.jsonl", [record]))
-    assert p.metadata["tuple_args"] == [1]  # JSON turned (2, 3) into a list; a runner can turn it back
+    assert p.metadata["arg_types"] == [None, {"containers": ["tuple"]}]
+    assert converted(p) == [[[1], (2, 3)]] and isinstance(converted(p)[0][0], list)
     assert p.public_tests == [TestCase(input=[[1], [2, 3]], output=[1, 2, 3])]
+
+
+def test_evalplus_nested_tuples_lists_of_tuples_and_dict_values(tmp_path):
+    records = [
+        # tuples inside tuples: tuples all the way down, deeper than the example goes
+        mbppplus_record("evens", "t", "assert evens((4, 5, (7, 6, (2, 4)))) == (4, (6, (2, 4)))",
+                        [[[1, [2, [3, [4, [5]]]]]]]),
+        # a list of pairs: only the pairs are tuples, and nothing below them
+        mbppplus_record("pairs", "xs", "assert pairs([(3, 5), (1, 7)]) == 7", [[[[3, [5]], [1, 7]]]]),
+        # a dict whose values are tuples; the keys stay strings
+        mbppplus_record("heights", "d, h", "assert heights({'a': (6.2, 70)}, 6.0) == {}", [[{"a": [6.2, 70]}, 6.0]]),
+        # a tuple of lists stays a tuple of lists
+        mbppplus_record("lists", "t", "assert lists(([1, 2], [3])) == 2", [[[[1, 2], [3]]]]),
+    ]
+    deep, pairs, heights, lists = load(write_jsonl(tmp_path / "MbppPlus.jsonl", records))
+    assert converted(deep) == [[(1, (2, (3, (4, (5,)))))]]
+    assert converted(pairs) == [[[(3, [5]), (1, 7)]]]
+    assert converted(heights) == [[{"a": (6.2, 70)}, 6.0]]
+    assert converted(lists) == [[([1, 2], [3])]] and isinstance(converted(lists)[0][0][0], list)
+
+
+def test_evalplus_numbers_written_as_strings_and_sets(tmp_path):
+    contract = "\n    assert isinstance(a, (int, float))\n    assert isinstance(b, complex) or isinstance(b, float)\n"
+    angle = mbppplus_record("angle", "a, b", "assert angle(0, 1j) == 1.57", [["0", "1j"], ["-1e-3", "(-0-2j)"]],
+                            contract)
+    polar = mbppplus_record("polar", "z", "assert polar(1) == (1.0, 0.0)", [[1], ["(1+2j)"]],
+                            "\n    assert isinstance(z, (int, float, complex))\n")
+    # a string argument that looks like a number is left alone when the contract asks for a str
+    digits = mbppplus_record("digits", "s", "assert digits('12') == 3", [["12"]], "\n    assert isinstance(s, str)\n")
+    empties = mbppplus_record("empties", "xs", "assert empties([{1, 2}, {}])", [[[[1, 2], []]]])
+    angle, polar, digits, empties = load(write_jsonl(tmp_path / "MbppPlus.jsonl", [angle, polar, digits, empties]))
+    assert angle.metadata["arg_types"] == [{"number": "float"}, {"number": "complex"}]
+    assert converted(angle) == [[0.0, 1j], [-0.001, complex(0, -2)]]
+    assert [type(v) for v in converted(angle)[0]] == [float, complex]
+    assert converted(polar) == [[complex(1)], [complex(1, 2)]] and isinstance(converted(polar)[0][0], complex)
+    assert "arg_types" not in digits.metadata and converted(digits) == [["12"]]
+    assert converted(empties) == [[[{1, 2}, {}]]] and converted(empties)[0][0][1] == {}
+
+
+def test_evalplus_contract_tuples_without_an_example(tmp_path):
+    # HumanEval+ has no assertion field: the contract's isinstance(x, tuple) is the only word on it.
+    record = {**HEPLUS[0], "contract": "\n    assert isinstance(x, tuple)\n", "base_input": [[[1, [2]]]], "plus_input": []}
+    (p,) = load(write_jsonl(tmp_path / "HumanEvalPlus.jsonl", [record]))
+    assert converted(p) == [[(1, [2])]]
+    # canonical files written before arg_types carry tuple_args, still honoured
+    old = p.model_copy(update={"metadata": {"tuple_args": [0]}})
+    assert converted(old) == [[(1, [2])]]

@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from codeplan.cli import app
 from codeplan.config import DataConfig
 from codeplan.data import load_folder_plans, load_problems
+from codeplan.judge import Judge, JudgeConfig, JudgeTask
+from codeplan.judge.pool import evalplus_args
 
 pytestmark = pytest.mark.shared_data
 
@@ -66,3 +68,20 @@ def test_evalplus_fields(shared_data):
     assert first.id == "HumanEval/0" and first.kind == "call" and first.outputs_from_solution
     assert first.solutions[0].startswith(first.starter_code) and "contract" in first.metadata
     assert all(t.output is None for t in first.hidden_tests) and len(first.public_tests) == 2
+
+
+def test_mbppplus_complex_and_nested_tuple_inputs_pass_their_reference(shared_data):
+    """MBPP+ stores complex numbers as strings and nested tuples as arrays; restored, the canonical
+    solutions pass on base and plus inputs (before, they raised on them: `'str' + 'str'`, `list % 2`)."""
+    path = shared_data / "mbppplus/MbppPlus-767efcc.jsonl"
+    records = {r["task_id"]: r for r in map(json.loads, path.read_text().splitlines())}
+    wanted = ["Mbpp/124", "Mbpp/252", "Mbpp/580", "Mbpp/791"]
+    problems = [p for p in load_problems(DataConfig(path=str(path))) if p.id in wanted]
+    with Judge(JudgeConfig(workers=2)) as judge:
+        results = judge.run([JudgeTask(problem=p, code=p.solutions[0]) for p in problems])
+    for problem, result in zip(problems, results):
+        inputs = len(records[problem.id]["base_input"]) + len(records[problem.id]["plus_input"])
+        assert (result.verdict, result.tests_total) == ("pass", inputs), (problem.id, result.detail)
+    by_id = {p.id: p for p in problems}
+    assert evalplus_args(by_id["Mbpp/124"], by_id["Mbpp/124"].hidden_tests[0]) == [0.0, 1j]
+    assert evalplus_args(by_id["Mbpp/580"], by_id["Mbpp/580"].hidden_tests[0]) == [(4, 5, (7, 6, (2, 4)), 6, 8)]

@@ -97,6 +97,11 @@ def _plans_by_key(out: Path) -> dict[tuple[str, int], list[dict]]:
     return found
 
 
+def _side_records(path: Path) -> list[dict]:
+    """A failures/rejected file's records: it exists only once something was filed in it."""
+    return read_jsonl(path) if path.exists() else []
+
+
 def _assert_filed_right(plans: dict[tuple[str, int], list[dict]]) -> None:
     for (pid, sol), records in plans.items():
         assert len(records) == 1, f"{pid}#{sol} has {len(records)} plans"
@@ -144,7 +149,19 @@ def test_distill_through_every_fault_files_each_plan_once_under_its_solution(tmp
     plans = _plans_by_key(out)
     assert set(plans) == expected
     _assert_filed_right(plans)
-    assert read_jsonl(tmp_path / "plans.failures.jsonl") == []
+    assert not (tmp_path / "plans.failures.jsonl").exists()  # nothing failed again: no failures file
+
+
+def test_a_clean_run_leaves_no_empty_side_files(tmp_path: Path) -> None:
+    data = _problems(tmp_path / "problems.jsonl", 2, solutions=1)
+    out = tmp_path / "plans.jsonl"
+    with FakeTeacher() as server:
+        summary = distill(_config(data, out, server.url))
+    assert summary["plans_written"] == 2 and summary["failed"] == 0
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["plans.jsonl", "plans.summary.json", "problems.jsonl"]
+    with FakeTeacher() as server:  # a re-run with nothing to do creates none either
+        distill(_config(data, out, server.url))
+    assert server.log == [] and not (tmp_path / "plans.failures.jsonl").exists()
 
 
 def test_unusable_answers_are_retried_then_recorded_with_the_reason(tmp_path: Path) -> None:
@@ -280,7 +297,7 @@ def test_local_teacher_batches_units_and_resumes(tmp_path: Path, tiny_causal_lm:
     second = distill(DistillConfig(**settings))
     assert second["plans_on_file_before"] == first["plans_written"]
     plans = _plans_by_key(out)
-    failed = {(r["problem_id"], r["solution_index"]) for r in read_jsonl(tmp_path / "plans.failures.jsonl")}
+    failed = {(r["problem_id"], r["solution_index"]) for r in _side_records(tmp_path / "plans.failures.jsonl")}
     assert set(plans) | failed == {(f"p{k}", s) for k in range(3) for s in range(2)}
     assert all(len(records) == 1 for records in plans.values()) and not set(plans) & failed
     assert all(r["teacher"] == f"hf:{tiny_causal_lm}" for records in plans.values() for r in records)
@@ -325,7 +342,7 @@ def test_local_teacher_with_verify_rejects_plans_whose_code_fails(tmp_path: Path
                                     max_tokens=6, temperature=1.0, max_attempts=4, verify=True, verify_max_tokens=8,
                                     unsafe_no_sandbox=True, judge_workers=2, progress=False))
     # A random two-layer model writes no program that prints "ok": every plan is judged and rejected.
-    rejected = read_jsonl(tmp_path / "plans.rejected.jsonl")
+    rejected = _side_records(tmp_path / "plans.rejected.jsonl")
     assert read_jsonl(out) == [] and len(rejected) + summary["failed"] == 2
     assert all(r["verified"] is False and r["verification"]["passed"] is False for r in rejected)
     assert summary["verify_kept_share"] in (0.0, None)
@@ -342,7 +359,7 @@ def test_a_verify_request_that_fails_leaves_the_plan_to_a_rerun(tmp_path: Path) 
     assert [r["problem_id"] for r in read_jsonl(out)] == ["p0"]
     [failure] = read_jsonl(tmp_path / "plans.failures.jsonl")
     assert failure["problem_id"] == "p1" and failure["kind"] == "verify_server_error"
-    assert read_jsonl(tmp_path / "plans.rejected.jsonl") == [] and summary["failed"] == 1
+    assert not (tmp_path / "plans.rejected.jsonl").exists() and summary["failed"] == 1
     with FakeTeacher(coder=lambda key: "print('ok')") as server:
         distill(_config(data, out, server.url, verify=True, unsafe_no_sandbox=True))
     assert sorted(r["problem_id"] for r in read_jsonl(out)) == ["p0", "p1"]

@@ -52,24 +52,132 @@ def _full_program(prompt: str, solution: str, entry_point: str) -> str:
     return prompt + solution
 
 
-def contract_tuple_args(contract: str, program: str, entry_point: str) -> list[int]:
-    """Positions of the arguments the contract requires to be tuples (`isinstance(x, tuple)`).
-
-    JSON has no tuples, so such inputs arrive as lists; a runner can turn these positions back
-    into tuples before the call (evalplus does the same for MBPP+).
-    """
-    names = set(re.findall(r"isinstance\(\s*(\w+)\s*,\s*tuple\s*\)", contract))
-    if not names:
-        return []
+def _parameters(program: str, entry_point: str) -> list[str]:
+    """The entry point's positional parameter names, in order ([] when the program does not parse)."""
     try:
         tree = ast.parse(program)
     except SyntaxError:
         return []
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name == entry_point:
-            params = [arg.arg for arg in node.args.posonlyargs + node.args.args]
-            return [index for index, name in enumerate(params) if name in names]
+            return [arg.arg for arg in node.args.posonlyargs + node.args.args]
     return []
+
+
+def _contract_types(contract: str) -> dict[str, set[str]]:
+    """Type names each variable is checked against in an evalplus contract: `isinstance(x, (int, complex))`."""
+    types: dict[str, set[str]] = {}
+    for name, spec in re.findall(r"isinstance\(\s*(\w+)\s*,\s*(\([^()]*\)|\w+)\s*\)", contract):
+        types.setdefault(name, set()).update(re.findall(r"\w+", spec))
+    return types
+
+
+def literal_calls(source: str, entry_point: str) -> list[list[Any]]:
+    """The argument lists of the calls to `entry_point` in `source` whose arguments are all literals."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    calls = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == entry_point \
+                and not node.keywords:
+            try:
+                calls.append([ast.literal_eval(arg) for arg in node.args])
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+                continue  # a computed argument (math.pi, a nested call) says nothing about the shape
+    return calls
+
+
+def _container_kinds(value: Any, depth: int, kinds: list[set[str]]) -> None:
+    """Record, per nesting depth, which Python containers a literal uses (a dict's values are one deeper)."""
+    if not isinstance(value, (list, tuple, set, frozenset, dict)):
+        return
+    while len(kinds) <= depth:
+        kinds.append(set())
+    kinds[depth].add("set" if isinstance(value, frozenset) else type(value).__name__)
+    for item in value.values() if isinstance(value, dict) else value:
+        _container_kinds(item, depth + 1, kinds)
+
+
+def _list_becomes(kinds: set[str]) -> str:
+    """What a JSON array at a depth whose literals used `kinds` stands for.
+
+    JSON writes tuples and sets as arrays and an empty dict as `[]` (MBPP+ does); where the
+    literals mix lists with other containers the array is left a list.
+    """
+    if kinds == {"tuple"}:
+        return "tuple"
+    if kinds and kinds <= {"set", "dict"}:
+        return "set" if kinds == {"set"} else ("dict" if kinds == {"dict"} else "set|dict")
+    return "list"
+
+
+def evalplus_arg_types(contract: str, examples: list[list[Any]], inputs: list[Any], params: list[str]) -> list[Any]:
+    """How to turn each JSON argument of an evalplus test back into the Python value it stands for.
+
+    JSON has no tuples, sets or complex numbers, so MBPP+ stores tuples and sets as arrays and
+    complex (and some float) arguments as strings; evalplus restores them task by task when it
+    loads its data. The same facts are read here from the task itself: the containers its
+    example calls use at each nesting depth (the `assertion`'s literals: `f((1, (2, 3)))`), the
+    contract's `isinstance(x, tuple)` where there is no example, and the contract's numeric type
+    for an argument the data writes as strings (`isinstance(b, complex)` -> `complex("1j")`).
+    One entry per argument: None (as is) or {"containers": [what an array is at each depth],
+    "number": "complex" | "float"} (see `convert_evalplus_arg`). Arrays nested deeper than the
+    examples show stay lists, except inside tuples of tuples: those are tuples all the way down.
+    """
+    declared = _contract_types(contract)
+    width = max([len(args) for args in [*examples, *inputs] if isinstance(args, list)], default=0)
+    types: list[Any] = []
+    for position in range(width):
+        kinds: list[set[str]] = []
+        for args in examples:
+            if position < len(args):
+                _container_kinds(args[position], 0, kinds)
+        names = declared.get(params[position], set()) if position < len(params) else set()
+        containers = [_list_becomes(depth) for depth in kinds]
+        if not containers and "tuple" in names:
+            containers = ["tuple"]
+        spec: dict[str, Any] = {}
+        if any(kind != "list" for kind in containers):
+            spec["containers"] = containers
+        as_text = any(isinstance(args, list) and position < len(args) and isinstance(args[position], str)
+                      for args in inputs)
+        if as_text and "str" not in names and names & {"int", "float", "complex"}:
+            spec["number"] = "complex" if "complex" in names else "float"
+        types.append(spec or None)
+    return types if any(types) else []
+
+
+def convert_evalplus_arg(value: Any, spec: dict[str, Any] | None, depth: int = 0) -> Any:
+    """One JSON argument as the Python value its `evalplus_arg_types` entry says it stands for."""
+    if not spec:
+        return value
+    number = spec.get("number")
+    if number and depth == 0 and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            return complex(value) if number == "complex" else float(value)
+        except (ValueError, OverflowError):
+            return value  # not a number after all: the program sees it as it is
+    if isinstance(value, dict):
+        return {key: convert_evalplus_arg(item, spec, depth + 1) for key, item in value.items()}
+    if not isinstance(value, (list, tuple)):
+        return value
+    items = [convert_evalplus_arg(item, spec, depth + 1) for item in value]
+    if isinstance(value, tuple):
+        return tuple(items)  # already a Python value (a public test parsed from the statement's literal)
+    containers = spec.get("containers") or []
+    kind = containers[depth] if depth < len(containers) else "tuple" if containers[-2:] == ["tuple", "tuple"] else "list"
+    if kind == "tuple":
+        return tuple(items)
+    if kind in ("dict", "set|dict") and not items:
+        return {}
+    if kind in ("set", "set|dict"):
+        try:
+            return set(items)
+        except TypeError:
+            return items  # unhashable members: a list it stays
+    return items
 
 
 def humaneval_from_record(record: dict[str, Any], *, path: str | Path, line: int | None) -> Problem:
@@ -110,6 +218,7 @@ def evalplus_from_record(record: dict[str, Any], *, path: str | Path, line: int 
         inputs.extend(values)
     atol = fields.get("atol", (int, float), required=False, default=0.0)
     is_mbpp = task_id.lower().startswith("mbpp")
+    assertion = ""
     if is_mbpp:
         # MBPP+ prompts are the bare task text in quotes; the first assertion is its example.
         text = prompt.strip().strip("'\"").strip()
@@ -119,12 +228,13 @@ def evalplus_from_record(record: dict[str, Any], *, path: str | Path, line: int 
     else:
         statement, starter, public = docstring_statement(prompt, entry), prompt, call_tests(prompt, entry)
     metadata: dict[str, Any] = {"base_inputs": len(fields.get("base_input", list))}
-    contract = fields.get("contract", str, required=False)
+    contract = fields.get("contract", str, required=False, default="")
     if contract:
         metadata["contract"] = contract
-        tuple_args = contract_tuple_args(contract, _full_program(prompt, solution, entry), entry)
-        if tuple_args:
-            metadata["tuple_args"] = tuple_args
+    params = _parameters(_full_program(prompt, solution, entry), entry)
+    arg_types = evalplus_arg_types(contract, literal_calls(assertion, entry), inputs, params)
+    if arg_types:
+        metadata["arg_types"] = arg_types
     return Problem(
         id=task_id, source="mbppplus" if is_mbpp else "humanevalplus", statement=statement, starter_code=starter,
         kind="call", entry_point=entry, solutions=[_full_program(prompt, solution, entry)], public_tests=public,

@@ -561,11 +561,13 @@ class Judge:
 
 
 def evalplus_args(problem: Problem, test: TestCase) -> list[Any]:
-    """The positional arguments of a HumanEval+/MBPP+ test. JSON has no tuples, so the argument
-    positions the problem's contract declares as tuples (`metadata["tuple_args"]`, set by the
-    loader) are turned back into tuples, as evalplus does when it loads its data."""
+    """The positional arguments of a HumanEval+/MBPP+ test. JSON has no tuples, sets or complex
+    numbers, so each argument is turned back into the value it stands for, by the rules the loader
+    recorded in `metadata["arg_types"]` (evalplus does the same when it loads its data). Problems
+    written by earlier versions carry only `metadata["tuple_args"]`: those positions are tuples."""
+    from codeplan.data.humaneval import convert_evalplus_arg  # the loader's own rules, applied at call time
+
     args = list(test.input) if isinstance(test.input, (list, tuple)) else [test.input]
-    for position in problem.metadata.get("tuple_args", []):
-        if position < len(args) and isinstance(args[position], list):
-            args[position] = tuple(args[position])
-    return args
+    arg_types = problem.metadata.get("arg_types") or [
+        {"containers": ["tuple"]} if i in problem.metadata.get("tuple_args", []) else None for i in range(len(args))]
+    return [convert_evalplus_arg(arg, arg_types[i] if i < len(arg_types) else None) for i, arg in enumerate(args)]
