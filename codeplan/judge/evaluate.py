@@ -26,7 +26,7 @@ from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
 from codeplan.problems import Problem
 
 # Bump when a change to the judge can change verdicts: old cache records are then ignored.
-JUDGE_VERSION = 1
+JUDGE_VERSION = 2
 
 
 class EvaluateConfig(StageConfig):
@@ -85,6 +85,7 @@ def verdict_key(judge: Judge, problem: Problem, code: str, cfg: EvaluateConfig) 
         "reference": problem.solutions[:1] if problem.outputs_from_solution else None, "atol": problem.atol,
         "limits": judge.limits(problem), "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
         "hide_asserts": judge.cfg.hide_assert_expected, "calibrate": judge.cfg.calibrate_factor,
+        "arg_types": [problem.metadata.get(key) for key in ("tuple_args", "arg_types")] if problem.outputs_from_solution else None,
     }, sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -484,7 +484,8 @@ class Judge:
     @staticmethod
     def _ref_key(problem: Problem) -> str:
         inputs = [t.input for t in problem.public_tests] + [t.input for t in problem.hidden_tests]
-        blob = json.dumps([problem.solutions[:1], inputs, problem.entry_point, problem.metadata.get("tuple_args")],
+        blob = json.dumps([problem.solutions[:1], inputs, problem.entry_point, problem.metadata.get("tuple_args"),
+                           problem.metadata.get("arg_types")],
                           sort_keys=True, default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()
 
