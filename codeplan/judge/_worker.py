@@ -165,9 +165,10 @@ def recv(fd: int):
     return json.loads(read_exact(fd, size))
 
 
-def send(fd: int, obj) -> None:
+def send(fd: int, obj, *raw: bytes) -> None:
+    """One message; `raw` byte strings follow it as they are (their sizes are in `obj`)."""
     data = json.dumps(obj).encode("utf-8")
-    data = struct.pack(">I", len(data)) + data
+    data = b"".join([struct.pack(">I", len(data)), data, *raw])
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -277,7 +278,7 @@ APPS_PREAMBLE = (
 PRELOAD = ("builtins fcntl collections itertools functools heapq bisect re string random fractions decimal copy "
            "operator typing statistics datetime array json time threading traceback io math cmath "
            "queue dataclasses enum resource").split()
-PREAMBLE_CODE = None
+PREAMBLE_NAMES: dict = {}  # what APPS_PREAMBLE binds, run once in the worker (every test gets a copy)
 
 
 class LazyModule:
@@ -292,9 +293,10 @@ class LazyModule:
 
 
 # ---------------------------------------------------------------- the program process (P)
-def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: int, job: dict, code) -> None:
-    """P: forked by I once the program compiled (so it inherits the job and the code object, with
-    nothing to receive or compile again); runs the tests I passes on, one after another.
+def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: int, job: dict, code,
+                    first: int) -> None:
+    """P: forked by I once the program compiled, so it inherits the job, its tests and the code
+    object; runs the job's tests from `first` on back to back, then any test I passes on.
 
     Each test gets fresh stdin/stdout/stderr (memory files), a fresh global namespace (stdin,
     assert programs) and a CPU allowance; a call-based program's module is loaded once, as the APPS
@@ -304,14 +306,16 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
     import fcntl
     import resource
 
-    # fds: 3 requests in, 4 results out, 5/6 the stdout/stderr memory files that I reads too.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100 + i) for i, fd in enumerate((cmd_r, res_w, out_fd, err_fd))]
-    for fd, target in zip(high, (3, 4, 5, 6)):
+    # fds: 3 requests in, 4 results out, 5/6 the stdout/stderr memory files that I reads too
+    # (after a crash), 7 the stdin memory file, rewritten for each test.
+    stdin_file = os.memfd_create("stdin", 0)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100 + i) for i, fd in enumerate((cmd_r, res_w, out_fd, err_fd, stdin_file))]
+    for fd, target in zip(high, (3, 4, 5, 6, 7)):
         os.dup2(fd, target)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    os.closerange(7, 1 << 16)
+    os.closerange(8, 1 << 16)
     os.setsid()  # its own process group: killpg(0) must not reach the worker (groups cross PID namespaces)
     if sandbox:
         drop_capabilities()
@@ -339,41 +343,38 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
     def fresh_namespace() -> dict:
         namespace = {"__name__": "__main__", "__builtins__": builtins}
         if job["preamble"]:
-            exec(PREAMBLE_CODE, namespace)
-            namespace["np"] = LazyModule("numpy")
+            namespace.update(PREAMBLE_NAMES)
         return namespace
 
+    tests, index = job.get("run", []), first
     while True:
-        try:
-            test = recv(3)
-        except (EOFError, OSError, ValueError):
-            os._exit(0)
-        if test.get("op") != "test":
-            os._exit(0)
-        data = (test.get("stdin") or "").encode("utf-8")
-        if data:
-            stdin = os.memfd_create("stdin", 0)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(stdin, view):]
-            os.lseek(stdin, 0, 0)
+        if index < len(tests):
+            test = tests[index]
         else:
-            stdin = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(stdin, 0)
-        os.close(stdin)
+            try:
+                test = recv(3)
+            except (EOFError, OSError, ValueError):
+                os._exit(0)
+            if test.get("op") != "test":
+                os._exit(0)
+        index += 1
+        set_stdin((test.get("stdin") or "").encode("utf-8"))
         for fd, target in ((5, 1), (6, 2)):
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, 0)
             os.dup2(fd, target)
         # Like the interpreter's own (fast-IO templates read .mode, .buffer, .fileno()).
-        sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
-        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
+        # (An explicit buffer size spares open() its isatty probe.)
+        sys.stdin = open(0, "r", 8192, encoding="utf-8", errors="replace", closefd=False)
+        sys.stdout = open(1, "w", 8192, encoding="utf-8", errors="replace", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
         our_stdout = sys.stdout
         usage = resource.getrusage(resource.RUSAGE_SELF)
         used = usage.ru_utime + usage.ru_stime
         resource.setrlimit(resource.RLIMIT_CPU, (min(budget, math.ceil(used + limits["cpu"])), budget))
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used_children = children.ru_utime + children.ru_stime
         mode = test["mode"]
         status: dict = {"phase": "run"}
         try:
@@ -416,17 +417,53 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
                 pass
         usage = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        status["cpu"] = usage.ru_utime + usage.ru_stime - used + children.ru_utime + children.ru_stime
+        total = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+        status["cpu"] = total - used - used_children
+        status["cpu_total"] = total  # I subtracts it from P's final usage if the next test kills P
         status["maxrss_kb"] = usage.ru_maxrss
+        # The outputs travel with the result, so P can go on to the next test (and reuse the files)
+        # without waiting for I to read them.
+        stdout = read_file(5, limits["output_bytes"])
+        stderr = read_file(6, STDERR_TAIL, tail=True) or b""
+        status["stdout_bytes"] = -1 if stdout is None else len(stdout)
+        status["stderr_bytes"] = len(stderr)
         try:
-            send(4, status)
+            send(4, status, stdout or b"", stderr)
         except BaseException:  # noqa: BLE001 - a result the codec cannot carry
             os._exit(1)
 
 
-def read_shared(fd: int, limit: int, tail: bool = False) -> str | None:
-    """What a test wrote to a memory file shared with P; None when over `limit` bytes (unless tail)."""
-    size = os.fstat(fd).st_size
+def set_stdin(data: bytes) -> None:
+    """fd 0 = a test's input: the stdin memory file (fd 7) rewritten, or /dev/null when empty.
+    A program that closed or replaced fd 7 only costs the next test a fresh memory file."""
+    if not data:
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(stdin, 0)
+        os.close(stdin)
+        return
+    try:
+        os.ftruncate(7, 0)
+    except OSError:
+        stdin = os.memfd_create("stdin", 0)
+        os.dup2(stdin, 7)
+        os.close(stdin)
+    view, offset = memoryview(data), 0
+    while offset < len(data):
+        offset += os.pwrite(7, view[offset:], offset)
+    os.lseek(7, 0, 0)
+    os.dup2(7, 0)
+
+
+STDERR_TAIL = 2000  # bytes of a test's stderr kept (the end, where tracebacks are)
+
+
+def read_file(fd: int, limit: int, tail: bool = False) -> bytes | None:
+    """What a test wrote to one of the output memory files; None when over `limit` bytes (unless
+    `tail`: then its last `limit` bytes)."""
+    try:
+        size = os.fstat(fd).st_size
+    except OSError:
+        return None if not tail else b""
     if size > limit and not tail:
         return None
     offset = max(0, size - limit)
@@ -437,7 +474,7 @@ def read_shared(fd: int, limit: int, tail: bool = False) -> str | None:
             break
         chunks.append(chunk)
         got += len(chunk)
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    return b"".join(chunks)
 
 
 def run_atexit() -> None:
@@ -478,21 +515,24 @@ def find_entry(namespace: dict, name: str):
 
 # ---------------------------------------------------------------- the worker's init (I)
 class Child:
-    """A forked P running the program, and I's ends of its channels."""
+    """A forked P running the program from test `first` on, and I's ends of its channels."""
 
-    def __init__(self, job: dict, code) -> None:
+    def __init__(self, job: dict, code, first: int) -> None:
         cmd_r, self.cmd_w = os.pipe()
         self.res_r, res_w = os.pipe()
         self.out_fd, self.err_fd = os.memfd_create("stdout", 0), os.memfd_create("stderr", 0)
         pid = os.fork()
         if pid == 0:
             try:
-                program_process(job["sandbox"], cmd_r, res_w, self.out_fd, self.err_fd, job, code)
+                program_process(job["sandbox"], cmd_r, res_w, self.out_fd, self.err_fd, job, code, first)
             finally:
                 os._exit(1)
         os.close(cmd_r)
         os.close(res_w)
         self.pid, self.pidfd = pid, os.pidfd_open(pid)
+        self.buffer = bytearray()  # result bytes read ahead of the test being waited for
+        self.channel_open = True
+        self.cpu_before = 0.0  # P's CPU seconds when its last reported test ended
 
     def close(self) -> None:
         for fd in (self.cmd_w, self.res_r, self.pidfd, self.out_fd, self.err_fd):
@@ -506,64 +546,91 @@ class Session:
         self.job = job
         self.code = code
         self.child: Child | None = None
+        self.index = 0  # tests started so far
 
-    def run_test(self, test: dict) -> dict:
+    def run_test(self, test: dict | None = None) -> dict:
+        """The next test's outcome: the next of the job's own tests (P runs those back to back), or
+        `test`, sent by the judge after the job's tests (early exit)."""
         if self.child is None:
-            self.child = Child(self.job, self.code)
+            self.child = Child(self.job, self.code, self.index)
         child = self.child
+        self.index += 1
         start = time.monotonic()
-        try:
-            send(child.cmd_w, test)
-        except OSError:
-            pass  # P already died: its wait status says how
+        if test is not None:
+            try:
+                send(child.cmd_w, test)
+            except OSError:
+                pass  # P already died: its wait status says how
         deadline = start + self.job["limits"]["wall"]
-        buffer, need, channel_open = bytearray(), None, True
         while True:
+            parsed = self.parse(child)
+            if parsed is not None:
+                if "protocol" in parsed:
+                    return self.finish(parsed, start, kill=True)
+                return self.outcome(parsed, start)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return self.finish({"wall_timeout": True}, start, kill=True)
-            watch = [child.res_r, child.pidfd] if channel_open else [child.pidfd]
+            watch = [child.res_r, child.pidfd] if child.channel_open else [child.pidfd]
             ready, _, _ = select.select(watch, [], [], remaining)
             if child.res_r in ready:
                 chunk = os.read(child.res_r, 1 << 16)
-                if not chunk:
-                    channel_open = False  # closed by the program: wait for P's end or the deadline
-                    continue
-                buffer += chunk
-                if need is None and len(buffer) >= 4:
-                    need = 4 + struct.unpack(">I", bytes(buffer[:4]))[0]
-                    if need > (64 << 20):
-                        return self.finish({"protocol": "garbage on the result channel"}, start, kill=True)
-                if need is not None and len(buffer) >= need:
-                    try:
-                        status = json.loads(bytes(buffer[4:need]))
-                        assert isinstance(status, dict)
-                    except (ValueError, AssertionError):
-                        return self.finish({"protocol": "garbage on the result channel"}, start, kill=True)
-                    if len(buffer) > need:
-                        return self.finish({"protocol": "garbage on the result channel"}, start, kill=True)
-                    return self.outcome({"status": status, "cpu": float(status.get("cpu", 0.0)),
-                                         "maxrss_kb": status.get("maxrss_kb", 0)}, start)
+                if chunk:
+                    child.buffer += chunk
+                else:
+                    child.channel_open = False  # closed by the program: wait for P's end or the deadline
             elif child.pidfd in ready:
                 return self.finish({}, start, kill=False)
 
+    def parse(self, child: Child) -> dict | None:
+        """A complete result at the head of the buffer (removed from it), a protocol error, or None."""
+        garbage = {"protocol": "garbage on the result channel"}
+        buffer = child.buffer
+        if len(buffer) < 4:
+            return None
+        need = 4 + struct.unpack(">I", bytes(buffer[:4]))[0]
+        if need > (64 << 20):
+            return garbage
+        if len(buffer) < need:
+            return None
+        try:
+            status = json.loads(bytes(buffer[4:need]))
+            out, err = status["stdout_bytes"], status["stderr_bytes"]
+            if not (isinstance(out, int) and isinstance(err, int) and -1 <= out <= self.job["limits"]["output_bytes"]
+                    and 0 <= err <= STDERR_TAIL):
+                raise ValueError
+            cpu, total = float(status.get("cpu", 0.0)), float(status.get("cpu_total", 0.0))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return garbage
+        end = need + max(out, 0) + err
+        if len(buffer) < end:
+            return None
+        stdout = bytes(buffer[need:need + max(out, 0)])
+        stderr = bytes(buffer[need + max(out, 0):end])
+        del buffer[:end]
+        child.cpu_before = total
+        return {"status": status, "cpu": cpu, "maxrss_kb": status.get("maxrss_kb", 0), "output_limit": out < 0,
+                "stdout": stdout.decode("utf-8", errors="replace"), "stderr": stderr.decode("utf-8", errors="replace")}
+
     def outcome(self, fields: dict, start: float) -> dict:
-        limit = self.job["limits"]["output_bytes"]
-        stdout = read_shared(self.child.out_fd, limit)
         result = {"status": None, "wall": time.monotonic() - start, "exit": None, "signal": None, "maxrss_kb": 0,
-                  "wall_timeout": False, "output_limit": stdout is None, "stdout": stdout or "",
-                  "stderr": read_shared(self.child.err_fd, 2000, tail=True)}
+                  "wall_timeout": False, "output_limit": False, "stdout": "", "stderr": ""}
         result.update(fields)
         return result
 
     def finish(self, extra: dict, start: float, kill: bool) -> dict:
         """P ended (or must): its wait status is the test's outcome; leftovers die."""
+        child = self.child
         if kill:
-            os.kill(self.child.pid, signal.SIGKILL)
-        _, wait_status, usage = os.wait4(self.child.pid, 0)
-        fields = {"cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss,
+            os.kill(child.pid, signal.SIGKILL)
+        _, wait_status, usage = os.wait4(child.pid, 0)
+        stdout = read_file(child.out_fd, self.job["limits"]["output_bytes"])
+        fields = {"cpu": max(0.0, usage.ru_utime + usage.ru_stime - child.cpu_before), "maxrss_kb": usage.ru_maxrss,
                   "exit": os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None,
-                  "signal": os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None, **extra}
+                  "signal": os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None,
+                  "output_limit": stdout is None, "stdout": (stdout or b"").decode("utf-8", errors="replace"),
+                  "stderr": (read_file(child.err_fd, STDERR_TAIL, tail=True) or b"").decode("utf-8", errors="replace"),
+                  **extra}
         if fields["signal"] == signal.SIGXFSZ:
             fields["output_limit"] = True
         result = self.outcome(fields, start)
@@ -647,8 +714,8 @@ def init_loop(ctl_in: int, ctl_out: int, sandbox: bool) -> None:
                 scratch.prepare(job["limits"]["file_mb"])  # the program's private, empty scratch
             send(ctl_out, {"compiled": True})
             session = Session(job, code)
-            for test in job.get("run", []):
-                send(ctl_out, session.run_test(test))
+            for _ in job.get("run", []):
+                send(ctl_out, session.run_test())
         while True:
             msg = recv(ctl_in)
             if msg.get("op") != "test":
@@ -691,7 +758,6 @@ class _Exit:
 
 
 def main() -> None:
-    global PREAMBLE_CODE
     import builtins
 
     ctl_in, ctl_out = os.dup(0), os.dup(1)
@@ -714,7 +780,9 @@ def main() -> None:
         except Exception:  # noqa: BLE001 - optional modules may be absent
             pass
     builtins.exit, builtins.quit = _Exit("exit"), _Exit("quit")
-    PREAMBLE_CODE = compile(APPS_PREAMBLE, "<apps preamble>", "exec")
+    exec(compile(APPS_PREAMBLE, "<apps preamble>", "exec"), PREAMBLE_NAMES)
+    del PREAMBLE_NAMES["__builtins__"]
+    PREAMBLE_NAMES["np"] = LazyModule("numpy")
     report = self_check(sandbox)
     if not sandbox:
         send(ctl_out, {"ready": True, **report})
