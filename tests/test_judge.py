@@ -100,6 +100,19 @@ def test_evalplus_tuple_arguments_are_tuples_again(judge):
     assert list_result.verdict == "wrong_answer"
 
 
+def test_a_crash_after_busy_tests_is_a_runtime_error_not_a_timeout():
+    """Each test is charged its own CPU time, also when it kills the process that ran the tests
+    before it (which together used more than one test's limit)."""
+    busy = Problem(id="busy", statement="", kind="stdin",
+                   hidden_tests=[TestCase(input=f"{i}\n", output=f"{i}\n") for i in range(5)])
+    code = ("import os, signal, time\nn = int(input())\nif n == 4:\n    os.kill(os.getpid(), signal.SIGSEGV)\n"
+            "end = time.process_time() + 0.4\nwhile time.process_time() < end:\n    pass\nprint(n)\n")
+    with Judge(JudgeConfig(workers=1, timeout=1.0)) as judge:
+        result = run_one(judge, busy, code)
+    assert result.test_verdicts == ["pass"] * 4 + ["runtime_error"]
+    assert "SIGSEGV" in result.detail
+
+
 def test_public_tests_and_early_exit(judge):
     public = run_one(judge, SUM, "print(3)\n", tests="public")
     assert (public.verdict, public.tests_total) == ("pass", 1)
