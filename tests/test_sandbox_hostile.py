@@ -355,3 +355,14 @@ def test_scratch_left_behind_never_reaches_the_next_program():
         results = judge.run([JudgeTask(problem=problem, code=code)
                              for code in (check, litter, check, tag_only, check, check)])
     assert [r.verdict for r in results] == ["pass", "wrong_answer", "pass", "wrong_answer", "pass", "pass"], results
+
+
+def test_closing_the_harness_files_loses_nothing_already_printed():
+    """A program that prints its answer and then closes the harness's copies of its output and
+    input files (fds 5-7; closing the result channel, fd 4, is a runtime error) is still judged on
+    what it printed."""
+    code = "print(int(input()) * 2)\nimport sys\nsys.stdout.flush()\nimport os\nos.closerange(5, 100)\n"
+    problem = Problem(id="one", statement="", kind="stdin", hidden_tests=[TestCase(input="2\n", output="4\n")])
+    with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
+        result = judge.run([JudgeTask(problem=problem, code=code)])[0]
+    assert result.verdict == "pass", result

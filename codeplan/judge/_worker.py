@@ -423,9 +423,15 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
         status["maxrss_kb"] = usage.ru_maxrss
         # The outputs travel with the result, so P can go on to the next test (and reuse the files)
         # without waiting for I to read them.
-        stdout = read_file(5, limits["output_bytes"])
-        stderr = read_file(6, STDERR_TAIL, tail=True) or b""
-        status["stdout_bytes"] = -1 if stdout is None else len(stdout)
+        try:
+            stdout = read_file(5, limits["output_bytes"])
+            status["stdout_bytes"] = -1 if stdout is None else len(stdout)
+        except OSError:  # the program closed P's copy of the file: I reads its own
+            stdout, status["stdout_bytes"] = None, -2
+        try:
+            stderr = read_file(6, STDERR_TAIL, tail=True) or b""
+        except OSError:
+            stderr = b""
         status["stderr_bytes"] = len(stderr)
         try:
             send(4, status, stdout or b"", stderr)
@@ -460,10 +466,7 @@ STDERR_TAIL = 2000  # bytes of a test's stderr kept (the end, where tracebacks a
 def read_file(fd: int, limit: int, tail: bool = False) -> bytes | None:
     """What a test wrote to one of the output memory files; None when over `limit` bytes (unless
     `tail`: then its last `limit` bytes)."""
-    try:
-        size = os.fstat(fd).st_size
-    except OSError:
-        return None if not tail else b""
+    size = os.fstat(fd).st_size
     if size > limit and not tail:
         return None
     offset = max(0, size - limit)
@@ -596,7 +599,7 @@ class Session:
         try:
             status = json.loads(bytes(buffer[4:need]))
             out, err = status["stdout_bytes"], status["stderr_bytes"]
-            if not (isinstance(out, int) and isinstance(err, int) and -1 <= out <= self.job["limits"]["output_bytes"]
+            if not (isinstance(out, int) and isinstance(err, int) and -2 <= out <= self.job["limits"]["output_bytes"]
                     and 0 <= err <= STDERR_TAIL):
                 raise ValueError
             cpu, total = float(status.get("cpu", 0.0)), float(status.get("cpu_total", 0.0))
@@ -605,12 +608,17 @@ class Session:
         end = need + max(out, 0) + err
         if len(buffer) < end:
             return None
-        stdout = bytes(buffer[need:need + max(out, 0)])
+        stdout: bytes | None = bytes(buffer[need:need + max(out, 0)])
         stderr = bytes(buffer[need + max(out, 0):end])
         del buffer[:end]
         child.cpu_before = total
-        return {"status": status, "cpu": cpu, "maxrss_kb": status.get("maxrss_kb", 0), "output_limit": out < 0,
-                "stdout": stdout.decode("utf-8", errors="replace"), "stderr": stderr.decode("utf-8", errors="replace")}
+        if out == -1:
+            stdout = None
+        elif out == -2:  # P could not read it (the program closed P's copy); nor can P rewrite it now
+            stdout = read_file(child.out_fd, self.job["limits"]["output_bytes"])
+        return {"status": status, "cpu": cpu, "maxrss_kb": status.get("maxrss_kb", 0), "output_limit": stdout is None,
+                "stdout": (stdout or b"").decode("utf-8", errors="replace"),
+                "stderr": stderr.decode("utf-8", errors="replace")}
 
     def outcome(self, fields: dict, start: float) -> dict:
         result = {"status": None, "wall": time.monotonic() - start, "exit": None, "signal": None, "maxrss_kb": 0,
