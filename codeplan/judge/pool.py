@@ -122,12 +122,16 @@ class _Worker:
             return "(no message)"
 
     def send(self, obj: dict) -> None:
+        if not self.alive:  # its descriptors are closed (and their numbers may be reused)
+            raise WorkerError("worker was stopped")
         try:
             send(self.in_fd, obj)
         except OSError as err:
             raise WorkerError(f"worker pipe closed ({err})") from None
 
     def recv(self, timeout: float) -> dict:
+        if not self.alive:
+            raise WorkerError("worker was stopped")
         deadline = time.monotonic() + timeout
         header = self._read(4, deadline)
         size = int.from_bytes(header, "big")
@@ -274,7 +278,19 @@ class Judge:
         self.start()
         tasks = list(tasks)
         self._prepare_references(tasks)
-        return self._map(tasks, self._judge, on_result)
+        try:
+            return self._map(tasks, self._judge, on_result)
+        finally:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait until the last programs' processes are gone, so none outlives `run`."""
+        for worker in self._workers:
+            if worker.alive and worker.ending:
+                try:
+                    self._await_end(worker)
+                except WorkerError:
+                    worker.kill()  # its next program finds it dead and replaces it
 
     def _map(self, items: list, fn: Callable, on_result: Callable | None = None) -> list:
         results: list[Any] = [None] * len(items)
@@ -406,12 +422,17 @@ class Judge:
     def _send_program(worker: _Worker, job: dict, timeout: float) -> dict:
         """Send a program; the first reply is its compilation's (after the previous program's `ended`)."""
         worker.send(job)
+        Judge._await_end(worker)
+        return worker.recv(timeout)
+
+    @staticmethod
+    def _await_end(worker: _Worker) -> None:
+        """Read the previous program's `ended`, if it is still to be read."""
         if worker.ending:
             reply = worker.recv(30.0)
             while "ended" not in reply:
                 reply = worker.recv(30.0)
             worker.ending = False
-        return worker.recv(timeout)
 
     @staticmethod
     def _end_program(worker: _Worker) -> None:
