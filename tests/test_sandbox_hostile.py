@@ -268,7 +268,7 @@ def test_contained_failures_do_not_pass(outcome, name):
 
 def test_nothing_the_programs_started_survives(outcome):
     # As many processes per worker before and after: fork bombs, setsid + double fork, sleeping children all gone.
-    assert all(count <= 4 for count in outcome["before"] + outcome["after"]), outcome
+    assert all(count <= 4 for count in outcome["before"] + outcome["after"]), (outcome["before"], outcome["after"])
     assert outcome["results"]["setsid_double_fork"].verdict == "pass"
 
 

@@ -264,6 +264,10 @@ class Judge:
         """Run one tiny program: namespaces that cannot be set up show here, before any real work."""
         probe = Problem(id="probe", statement="", kind="stdin", hidden_tests=[TestCase(input="2\n", output="4\n")])
         result = self._judge_on(worker, JudgeTask(problem=probe, code="print(int(input()) * 2)"), probing=True)
+        try:
+            self._await_end(worker)  # start() returns with no program process left
+        except WorkerError:
+            pass  # the verdict below says what went wrong
         if not result.passed:
             hint = ""
             if "unshare" in result.detail or "uid_map" in result.detail:
@@ -464,11 +468,15 @@ class Judge:
         status = raw.get("status") or {}
         if raw["output_limit"]:
             return "output_limit", f"more than {limits['output_bytes']} bytes of output"
-        if raw["wall_timeout"] or raw["cpu"] > limits["cpu"] or raw["signal"] == signal.SIGXCPU:
+        if raw["wall_timeout"] or raw["signal"] == signal.SIGXCPU:
             return "timeout", f"cpu {raw['cpu']:.2f}s, wall {raw['wall']:.2f}s"
+        # Memory first: a program that ran out of memory failed on that, even if the allocating
+        # (slow under contention) also took it past its CPU time.
         if status.get("exc") == "MemoryError" or (
                 raw["signal"] and raw["maxrss_kb"] * 1024 > 0.8 * (limits["memory_mb"] << 20)):
             return "memory_limit", f"more than {limits['memory_mb']} MB"
+        if raw["cpu"] > limits["cpu"]:
+            return "timeout", f"cpu {raw['cpu']:.2f}s, wall {raw['wall']:.2f}s"
         if raw.get("protocol"):
             return "runtime_error", f"the program wrote {raw['protocol']}"
         if status.get("ok") is False:
