@@ -72,6 +72,21 @@ def test_seeded_sampling_repeats_and_does_not_depend_on_batching(tiny: HFGenerat
     assert [c.texts for c in other_seed] != [c.texts for c in first]
 
 
+def test_per_prompt_seeds_in_the_params_follow_their_prompt(tiny: HFGenerator) -> None:
+    params = GenerationParams(n=2, temperature=1.0, max_tokens=8, seed=7, seeds=(31, 32, 33))
+    first = tiny.generate(PROMPTS, params)
+    # Same prompts and seeds in another order: each prompt's texts move with it.
+    swapped = tiny.generate(PROMPTS[::-1], GenerationParams(n=2, temperature=1.0, max_tokens=8, seed=7, seeds=(33, 32, 31)))
+    assert [c.texts for c in swapped] == [c.texts for c in first][::-1]
+    # Without `seeds`, prompt 0 gets seed + 0 = 31: the same texts as seeds[0] = 31.
+    assert tiny.generate(PROMPTS[:1], GenerationParams(n=2, temperature=1.0, max_tokens=8, seed=31))[0].texts == first[0].texts
+    # Whereas position decides without `seeds`: the swapped order gives the first prompt other texts.
+    by_position = tiny.generate(PROMPTS[::-1], GenerationParams(n=2, temperature=1.0, max_tokens=8, seed=31))
+    assert by_position[2].texts != first[0].texts
+    with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+        tiny.generate(PROMPTS, GenerationParams(temperature=1.0, max_tokens=4, seeds=(1, 2)))
+
+
 def test_stop_strings_end_and_truncate_the_text(tiny: HFGenerator) -> None:
     [free] = tiny.generate([PROMPTS[1]], GenerationParams(max_tokens=12))
     assert len(free.texts[0]) > 4
