@@ -348,10 +348,12 @@ def finished_problems(out: str | Path, strategy: str | None = None, num_samples:
     return done
 
 
-def _call_seed(base: int, phase: str, problem_ids: Sequence[str]) -> int:
-    """A seed per backend call that depends on the problems and the phase, not on the run's
-    history, so a resumed run samples what an uninterrupted one would have."""
-    return zlib.crc32(f"{base}|{phase}|{'|'.join(problem_ids)}".encode()) & 0x7FFFFFFF
+def prompt_seed(base: int, phase: str, problem_id: str, plan_index: int | None = None) -> int:
+    """The seed of one prompt: a function of the run's seed, the phase, the problem and (for the
+    programs written from candidate plan j) the plan, never of the other problems in the call or
+    the run's history, so a problem samples the same whatever `batch_problems` and on resume."""
+    key = f"{base}|{phase}|{problem_id}" + ("" if plan_index is None else f"|{plan_index}")
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
 def load_student(cfg: GenerateConfig, spec: str | None = None) -> Any:
@@ -410,16 +412,18 @@ def plan_model_spec(cfg: GenerateConfig) -> str | None:
     return None
 
 
-def _params(cfg: GenerateConfig, phase: str, n: int, ids: Sequence[str]) -> Any:
+def _params(cfg: GenerateConfig, phase: str, n: int, keys: Sequence[tuple[str, int | None]]) -> Any:
+    """Settings of one phase's call; `keys` (problem id, plan index or None) give each prompt its seed."""
     from codeplan.llm import GenerationParams
     from codeplan.prompts import CODE_STOP, PLAN_STOP
 
+    seeds = tuple(prompt_seed(cfg.seed, phase, pid, plan) for pid, plan in keys)
     if phase == "plan":
         return GenerationParams(n=n, temperature=cfg.plan_temperature, top_p=cfg.plan_top_p,
-                                max_tokens=cfg.plan_max_tokens, stop=PLAN_STOP, seed=_call_seed(cfg.seed, phase, ids))
+                                max_tokens=cfg.plan_max_tokens, stop=PLAN_STOP, seed=cfg.seed, seeds=seeds)
     temperature = cfg.final_temperature if phase == "final" and cfg.final_temperature is not None else cfg.code_temperature
     return GenerationParams(n=n, temperature=temperature, top_p=cfg.code_top_p, max_tokens=cfg.code_max_tokens,
-                            stop=CODE_STOP, seed=_call_seed(cfg.seed, phase, ids))
+                            stop=CODE_STOP, seed=cfg.seed, seeds=seeds)
 
 
 def _complete(generator: Any, prompts: list[str], params: Any) -> list[Any]:
@@ -438,18 +442,20 @@ def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: An
 
     phase = phase or (lambda text: None)
     started = time.perf_counter()
-    ids = [w.problem.id for w in works]
+    # One seed per prompt (see prompt_seed): final programs and plans by problem, the programs of
+    # candidate plan j by (problem, j).
+    each = [(w.problem.id, None) for w in works]
     if cfg.strategy == "direct":
         phase(f"{len(works)} problems: {cfg.num_samples} programs each")
         prompts = [code_prompt(w.problem) for w in works]
-        for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, ids))):
+        for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, each))):
             work.budget.add_completion(completion)
             work.final = [extract_code(text) for text in completion.texts]
             work.final_finish = list(completion.finish_reasons or [])
     else:
         # (1) K candidate plans per problem.
         phase(f"{len(works)} problems: sampling {cfg.num_plans} plans each")
-        plans = _complete(planner or generator, [plan_prompt(w.problem) for w in works], _params(cfg, "plan", cfg.num_plans, ids))
+        plans = _complete(planner or generator, [plan_prompt(w.problem) for w in works], _params(cfg, "plan", cfg.num_plans, each))
         for work, completion in zip(works, plans):
             work.budget.add_completion(completion)
             work.plans = [clean_plan(text) for text in completion.texts]
@@ -459,8 +465,9 @@ def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: An
         testable = [w for w in works if w.problem.public_tests]
         prompts = [plan_conditioned_code_prompt(w.problem, plan) for w in testable for plan in w.plans]
         owners = [w for w in testable for _ in w.plans]
+        keys = [(w.problem.id, j) for w in testable for j in range(len(w.plans))]
         phase(f"{len(testable)} problems: {cfg.codes_per_plan} programs per plan")
-        codes = _complete(generator, prompts, _params(cfg, "code", cfg.codes_per_plan, ids))
+        codes = _complete(generator, prompts, _params(cfg, "code", cfg.codes_per_plan, keys))
         for work in testable:
             work.programs = []
         for work, completion in zip(owners, codes):
@@ -479,7 +486,7 @@ def run_chunk(works: list[_Work], cfg: GenerateConfig, generator: Any, judge: An
         # (4) N final programs from the chosen plan.
         phase(f"{len(works)} problems: {cfg.num_samples} final programs from the chosen plan")
         prompts = [plan_conditioned_code_prompt(w.problem, w.plans[w.selection.chosen]) for w in works]  # type: ignore[union-attr]
-        for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, ids))):
+        for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, each))):
             work.budget.add_completion(completion)
             work.final = [extract_code(text) for text in completion.texts]
             work.final_finish = list(completion.finish_reasons or [])
@@ -541,7 +548,7 @@ def plans_record(work: _Work) -> dict[str, Any]:
 
 
 def _chunks(problems: list[Problem], size: int, done: set[str]) -> Iterator[list[Problem]]:
-    """Fixed chunks over the whole problem list (so seeds do not shift on resume), minus finished ones."""
+    """Fixed chunks over the whole problem list, minus finished ones."""
     for start in range(0, len(problems), size):
         todo = [p for p in problems[start:start + size] if p.id not in done]
         if todo:
@@ -662,9 +669,11 @@ class _QueuedGenerator:
         import asyncio
         from dataclasses import replace
 
+        # Each job carries its prompt's own seed (params.seeds[i], else seed + i): the queue may batch
+        # it with other requests' prompts, and a job's seed is what decides its texts there.
         futures = [asyncio.run_coroutine_threadsafe(
-            self.state.submit("completion", prompt, replace(params, seed=None if params.seed is None else params.seed + i)),
-            self.loop) for i, prompt in enumerate(prompts)]
+            self.state.submit("completion", prompt, replace(params, seed=seed, seeds=None)), self.loop)
+            for prompt, seed in zip(prompts, params.prompt_seeds(len(prompts)))]
         return [future.result() for future in futures]
 
 

@@ -3,6 +3,7 @@ seeded sampling, stop strings, log-probabilities, usage, encoder-decoder models.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,21 @@ def test_seeded_sampling_repeats_and_does_not_depend_on_batching(tiny: HFGenerat
     assert alone[0].texts == first[1].texts
     other_seed = tiny.generate(PROMPTS, GenerationParams(n=2, temperature=1.0, max_tokens=8, seed=8))
     assert [c.texts for c in other_seed] != [c.texts for c in first]
+
+
+def test_per_prompt_seeds_in_the_params_follow_their_prompt(tiny: HFGenerator) -> None:
+    sampling = GenerationParams(n=2, temperature=1.0, max_tokens=8, seed=7)
+    first = tiny.generate(PROMPTS, replace(sampling, seeds=(31, 32, 33)))
+    # Same prompts and seeds in another order: each prompt's texts move with it.
+    swapped = tiny.generate(PROMPTS[::-1], replace(sampling, seeds=(33, 32, 31)))
+    assert [c.texts for c in swapped] == [c.texts for c in first][::-1]
+    # Without `seeds`, prompt 0 gets seed + 0 = 31: the same texts as seeds[0] = 31.
+    assert tiny.generate(PROMPTS[:1], replace(sampling, seed=31))[0].texts == first[0].texts
+    # Whereas position decides without `seeds`: the swapped order gives the first prompt other texts.
+    by_position = tiny.generate(PROMPTS[::-1], replace(sampling, seed=31))
+    assert by_position[2].texts != first[0].texts
+    with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+        tiny.generate(PROMPTS, GenerationParams(temperature=1.0, max_tokens=4, seeds=(1, 2)))
 
 
 def test_stop_strings_end_and_truncate_the_text(tiny: HFGenerator) -> None:

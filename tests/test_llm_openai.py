@@ -228,3 +228,27 @@ def test_sync_call_works_inside_a_running_event_loop() -> None:
             return _client(server.url).chat([_conv("p9", 1)], GenerationParams())[0].texts[0]
 
     assert "ID=p9 SOL=1" in asyncio.run(inside())
+
+
+def test_each_prompt_request_carries_its_own_seed() -> None:
+    seen: dict[str, object] = {}
+    with FakeTeacher() as server:
+        original = server.handle
+
+        def recording(request: BaseHTTPRequestHandler, body: dict) -> None:
+            found = MARK.search(body["messages"][-1]["content"])
+            with server.lock:
+                seen[found.group(1) if found else "?"] = body.get("seed", "none")
+            original(request, body)
+
+        server.handle = recording  # type: ignore[method-assign]
+        generator = _client(server.url)
+        conversations = [_conv(f"p{i}", i) for i in range(3)]
+        generator.chat(conversations, GenerationParams(seed=5))
+        assert seen == {"p0": 5, "p1": 6, "p2": 7}  # seed + i, as the local backends do
+        generator.chat(conversations, GenerationParams(seed=5, seeds=(40, 9, 23)))
+        assert seen == {"p0": 40, "p1": 9, "p2": 23}
+        generator.chat(conversations, GenerationParams())
+        assert seen == {"p0": "none", "p1": "none", "p2": "none"}
+        with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+            generator.chat(conversations, GenerationParams(seeds=(1, 2)))

@@ -88,6 +88,63 @@ def test_plan_sampling_judges_programs_per_plan_and_records_the_choice(tiny_caus
     assert not any(prog["passed"] for prog in judged)
 
 
+@pytest.mark.parametrize(("strategy", "chat"), [("direct", False), ("plan-sampling", False), ("direct", True)])
+def test_samples_do_not_depend_on_how_problems_are_batched(tiny_causal_lm: Path, tmp_path: Path, strategy: str,
+                                                           chat: bool):
+    def run(batch_problems: int) -> tuple[dict, list]:
+        out = tmp_path / f"b{batch_problems}.jsonl"
+        generate(_cfg(tiny_causal_lm, out, data=DataConfig(path="sample", split="test", limit=4), strategy=strategy,
+                      batch_problems=batch_problems, code_temperature=1.0, plan_temperature=1.0, code_max_tokens=16,
+                      chat_template=chat))
+        rows = {(r["problem_id"], r["sample_index"]): (r["code"], r.get("plan"), r.get("plan_index"))
+                for r in _rows(out)}
+        plans = [(p["problem_id"], [(c["plan"], [prog["code"] for prog in c["programs"]]) for c in p["candidates"]])
+                 for p in _rows(sidecar_paths(out)[0])] if strategy == "plan-sampling" else []
+        return rows, sorted(plans)
+
+    alone, alone_plans = run(1)
+    together, together_plans = run(4)
+    assert len(alone) == 8 and together == alone
+    assert together_plans == alone_plans  # every candidate plan and every judged program too
+    # Sampling is live (temperature 1): the problems' programs are not all one text.
+    assert len({code for code, _, _ in alone.values()}) > 2
+
+
+def test_solve_route_queues_each_prompt_with_its_own_seed():
+    import asyncio
+    import threading
+
+    from codeplan.llm import GenerationParams
+    from codeplan.sampling import _QueuedGenerator
+
+    class State:
+        model_name = "m"
+
+        def __init__(self) -> None:
+            self.jobs: list[tuple[str, object]] = []
+
+        async def submit(self, kind, payload, params):
+            self.jobs.append((payload, params))
+            return f"{payload}:{params.seed}"
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        state = State()
+        queued = _QueuedGenerator(state, loop)
+        assert queued.generate(["a", "b"], GenerationParams(n=2, seed=3)) == ["a:3", "b:4"]
+        assert queued.generate(["a", "b"], GenerationParams(n=2, seed=3, seeds=(70, 12))) == ["a:70", "b:12"]
+        # A job is one prompt: it carries a plain seed, never the call's list.
+        assert all(params.seeds is None and params.n == 2 for _, params in state.jobs)
+        with pytest.raises(ValueError, match="seeds"):
+            queued.generate(["a", "b"], GenerationParams(seeds=(1,)))
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
 def test_generate_cli_and_bad_settings(tiny_causal_lm: Path, tmp_path: Path):
     out = tmp_path / "s.jsonl"
     result = CliRunner().invoke(app, ["generate", "--model", str(tiny_causal_lm), "--data", "sample", "--split", "test",

@@ -10,12 +10,35 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class GenerationParams:
+    """Sampling settings of one call.
+
+    Prompt i of a call samples from its own random stream, seeded with `seed + i` (unseeded when
+    `seed` is None). `seeds`, when set, gives each prompt its own seed instead: prompt i samples with
+    `seeds[i]`, so a caller can make a prompt's texts independent of its position in the call
+    (generate derives them from the problem). Its length must match the number of prompts.
+    """
+
     n: int = 1
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 1.0
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    seeds: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.seeds is not None:
+            # A list would make the params unhashable (the server groups jobs by them): store a tuple.
+            object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+
+    def prompt_seeds(self, count: int) -> list[int | None]:
+        """The seed of each of `count` prompts of a call: `seeds`, else `seed + i`."""
+        if self.seeds is not None:
+            if len(self.seeds) != count:
+                raise ValueError(f"GenerationParams.seeds has {len(self.seeds)} seeds for {count} prompts; "
+                                 "give one seed per prompt")
+            return list(self.seeds)
+        return [None if self.seed is None else self.seed + i for i in range(count)]
 
 
 @dataclass

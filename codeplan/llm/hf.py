@@ -95,8 +95,8 @@ class HFGenerator:
     def generate_tokens(self, prompts: list[list[int]], params: GenerationParams,
                         seeds: list[int | None] | None = None, on_text: OnText | None = None) -> list[Completion]:
         """Complete tokenised prompts. Prompt i samples from its own random stream, seeded with
-        `seeds[i]` (default `params.seed + i`), so its texts do not depend on how prompts are
-        batched: the server batches unrelated requests and each keeps its own seed.
+        `seeds[i]` (default `params.seeds[i]`, else `params.seed + i`), so its texts do not depend
+        on how prompts are batched: the server batches unrelated requests and each keeps its own seed.
 
         `on_text` (streaming) is called after every decoding step with the new text of each
         sequence (`TextDelta`s, prompts numbered as in `prompts`); the prompts it returns stop
@@ -104,7 +104,9 @@ class HFGenerator:
         if params.n < 1:
             raise ValueError("n must be at least 1")
         if seeds is None:
-            seeds = [None if params.seed is None else params.seed + i for i in range(len(prompts))]
+            seeds = params.prompt_seeds(len(prompts))
+        elif len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts; give one seed per prompt")
         per_batch = max(1, self.batch_size // params.n)
         # Longest first: similar lengths share a batch, so little padding is computed.
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))

@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from codeplan.errors import SetupError
@@ -45,6 +46,10 @@ class OpenAIGenerator:
 
     Sync `generate` / `chat` serve the rest of the toolkit; `agenerate` / `achat` and the one-request
     `acomplete_one` / `achat_one` serve asyncio callers (distill).
+
+    Seeds, as in the other backends: prompt i of a call is one request, sent with `params.seeds[i]`
+    when the params carry per-prompt seeds, else `params.seed + i` (no seed when `seed` is None). A
+    one-request call sends `params.seed`. How far a seed makes a server repeat itself is up to the server.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
@@ -84,10 +89,12 @@ class OpenAIGenerator:
     # ---- async interface ----------------------------------------------------------------------
 
     async def agenerate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
-        return list(await asyncio.gather(*(self.acomplete_one(p, params) for p in prompts)))
+        return list(await asyncio.gather(*(self.acomplete_one(p, one)
+                                           for p, one in zip(prompts, _per_prompt(params, len(prompts))))))
 
     async def achat(self, conversations: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
-        return list(await asyncio.gather(*(self.achat_one(c, params) for c in conversations)))
+        return list(await asyncio.gather(*(self.achat_one(c, one)
+                                           for c, one in zip(conversations, _per_prompt(params, len(conversations))))))
 
     async def achat_one(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion:
         client, _ = self._client()
@@ -138,8 +145,9 @@ class OpenAIGenerator:
                                   "top_p": params.top_p, "max_tokens": params.max_tokens}
         if params.stop:
             kwargs["stop"] = list(params.stop)
-        if params.seed is not None:
-            kwargs["seed"] = params.seed
+        seed = params.prompt_seeds(1)[0]  # one request, one prompt: seeds (of length 1) or seed
+        if seed is not None:
+            kwargs["seed"] = seed
         return kwargs
 
     async def _with_retries(self, send: Callable[[], Awaitable[Any]], params: GenerationParams, *, chat: bool) -> Completion:
@@ -171,6 +179,11 @@ class OpenAIGenerator:
             return min(max(retry_after, 0.0), self.retry_after_max)
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** attempt)
         return ceiling * (0.5 + random.random() / 2)  # jitter: clients that failed together retry apart
+
+
+def _per_prompt(params: GenerationParams, count: int) -> list[GenerationParams]:
+    """The params of each of `count` requests of one call, each with its prompt's own seed."""
+    return [replace(params, seed=seed, seeds=None) for seed in params.prompt_seeds(count)]
 
 
 def classify(err: BaseException) -> tuple[str, bool, float | None]:

@@ -25,16 +25,16 @@ class VLLMGenerator:
         self.llm = LLM(model=source, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        max_model_len=max_model_len, **engine_options)
 
-    def _sampling(self, params: GenerationParams, index: int) -> Any:
+    def _sampling(self, params: GenerationParams, seed: int | None) -> Any:
         from vllm import SamplingParams
 
-        # Prompt i gets seed + i, as in the HF backend, so its samples do not depend on its neighbours.
         return SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
-                              max_tokens=params.max_tokens, stop=list(params.stop) or None,
-                              seed=None if params.seed is None else params.seed + index, logprobs=0)
+                              max_tokens=params.max_tokens, stop=list(params.stop) or None, seed=seed, logprobs=0)
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[Completion]:
-        sampling = [self._sampling(params, i) for i in range(len(prompts))]
+        # Each prompt its own seed (params.seeds[i], else seed + i), as in the HF backend, so its
+        # samples do not depend on its neighbours.
+        sampling = [self._sampling(params, seed) for seed in params.prompt_seeds(len(prompts))]
         return [self._completion(out, params) for out in self.llm.generate(prompts, sampling, use_tqdm=False)]
 
     def chat(self, conversations: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
