@@ -14,7 +14,7 @@ import hashlib
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -639,11 +639,9 @@ def _run_batched(run: _Run, plans: JsonlAppender, failures: SideFile, rejected: 
 
 
 def _local_chat(generator: Any, conversations: list[list[dict[str, str]]], params: list[GenerationParams]) -> list[Completion]:
-    """One batched call with each conversation's own seed where the backend takes per-prompt seeds."""
-    if hasattr(generator, "generate_tokens") and hasattr(generator, "encode_chat"):
-        return generator.generate_tokens([generator.encode_chat(c) for c in conversations], params[0],
-                                         seeds=[p.seed for p in params])
-    return generator.chat(conversations, params[0])
+    """One batched call, each conversation with its own seed."""
+    seeds = None if any(p.seed is None for p in params) else tuple(p.seed for p in params)
+    return generator.chat(conversations, replace(params[0], seeds=seeds))
 
 
 def _verify_batch(run: _Run, found: list[tuple[Unit, int, str, dict[str, Any]]]) -> list[dict[str, Any] | None]:
