@@ -95,6 +95,24 @@ hostile("thread_bomb", """
         t.start()
         threads.append(t)
 """)
+hostile("cheat_cpu_time", """
+    import resource, signal, time
+    signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+    real = resource.getrusage
+
+    class NoCpu:  # the harness's own CPU reading, faked to say no CPU was used
+        def __init__(self, usage):
+            self.usage = usage
+
+        def __getattr__(self, name):
+            return 0.0 if name in ("ru_utime", "ru_stime") else getattr(self.usage, name)
+
+    resource.getrusage = lambda who: NoCpu(real(who))
+    end = time.process_time() + 2.5  # the limit is 1 s; the kernel's hard limit only comes at 3 s
+    while time.process_time() < end:
+        pass
+    print(4)
+""")
 hostile("memory_bomb", "blocks = []\nwhile True:\n    blocks.append(bytearray(10**8))\n")
 hostile("endless_stdout", "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n")
 hostile("endless_stderr", "import sys\nwhile True:\n    sys.stderr.write('x' * 65536)\n")
@@ -246,9 +264,15 @@ def outcome(tmp_path_factory: pytest.TempPathFactory):
             "victim": victim.read_text() if victim.exists() else None, "connected": connected, "leaked": leaked}
 
 
-@pytest.mark.parametrize("name", ["infinite_loop", "sleep_forever", "ignore_signals"])
+@pytest.mark.parametrize("name", ["infinite_loop", "sleep_forever", "ignore_signals", "cheat_cpu_time"])
 def test_runaway_programs_time_out(outcome, name):
     assert outcome["results"][name].verdict == "timeout", outcome["results"][name]
+
+
+def test_faking_its_cpu_time_does_not_buy_a_test_more_time(outcome):
+    # Every test, not only the one where the kernel's total for the process runs out.
+    result = outcome["results"]["cheat_cpu_time"]
+    assert result.test_verdicts == ["timeout", "timeout"], result
 
 
 def test_memory_bomb_hits_memory_limit(outcome):

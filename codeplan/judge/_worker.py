@@ -536,6 +536,14 @@ class Child:
         self.buffer = bytearray()  # result bytes read ahead of the test being waited for
         self.channel_open = True
         self.cpu_before = 0.0  # P's CPU seconds when its last reported test ended
+        self.clock = ((~pid) << 3) | 2  # P's process CPU clock (all its threads), clock_getcpuclockid's encoding
+
+    def cpu_clock(self) -> float:
+        """P's CPU seconds so far, read from outside (0 once it is gone)."""
+        try:
+            return time.clock_gettime(self.clock)
+        except OSError:
+            return 0.0
 
     def close(self) -> None:
         for fd in (self.cmd_w, self.res_r, self.pidfd, self.out_fd, self.err_fd):
@@ -564,18 +572,32 @@ class Session:
                 send(child.cmd_w, test)
             except OSError:
                 pass  # P already died: its wait status says how
-        deadline = start + self.job["limits"]["wall"]
+        limits = self.job["limits"]
+        deadline = start + limits["wall"]
+        # P reports its own CPU time, and a program can tamper with that (and ignore SIGXCPU), so I
+        # also watches P's CPU clock from outside: past the limit (+10% and 0.1 s for P running
+        # ahead into the next test) the test is stopped as a timeout.
+        cpu_start = child.cpu_clock()
+        cpu_cap = limits["cpu"] * 1.1 + 0.1
         while True:
             parsed = self.parse(child)
             if parsed is not None:
                 if "protocol" in parsed:
                     return self.finish(parsed, start, kill=True)
+                measured = child.cpu_clock() - cpu_start
+                if measured > cpu_cap * 2:  # wildly more than it reported: it lied; generous, as P may run ahead
+                    parsed.update(cpu=max(parsed["cpu"], measured), cpu_overrun=True)
                 return self.outcome(parsed, start)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now, used = time.monotonic(), child.cpu_clock() - cpu_start
+            if used > cpu_cap:
+                return self.finish({"cpu_overrun": True}, start, kill=True)
+            if now >= deadline:
                 return self.finish({"wall_timeout": True}, start, kill=True)
+            # Wake up when the wall deadline or the CPU cap could be reached (CPU time runs no
+            # faster than wall time per thread, so this wakes early rather than late).
+            wait = min(deadline - now, max(0.01, cpu_cap - used))
             watch = [child.res_r, child.pidfd] if child.channel_open else [child.pidfd]
-            ready, _, _ = select.select(watch, [], [], remaining)
+            ready, _, _ = select.select(watch, [], [], wait)
             if child.res_r in ready:
                 chunk = os.read(child.res_r, 1 << 16)
                 if chunk:
@@ -622,7 +644,7 @@ class Session:
 
     def outcome(self, fields: dict, start: float) -> dict:
         result = {"status": None, "wall": time.monotonic() - start, "exit": None, "signal": None, "maxrss_kb": 0,
-                  "wall_timeout": False, "output_limit": False, "stdout": "", "stderr": ""}
+                  "wall_timeout": False, "cpu_overrun": False, "output_limit": False, "stdout": "", "stderr": ""}
         result.update(fields)
         return result
 

@@ -468,7 +468,7 @@ class Judge:
         status = raw.get("status") or {}
         if raw["output_limit"]:
             return "output_limit", f"more than {limits['output_bytes']} bytes of output"
-        if raw["wall_timeout"] or raw["signal"] == signal.SIGXCPU:
+        if raw["wall_timeout"] or raw.get("cpu_overrun") or raw["signal"] == signal.SIGXCPU:
             return "timeout", f"cpu {raw['cpu']:.2f}s, wall {raw['wall']:.2f}s"
         # Memory first: a program that ran out of memory failed on that, even if the allocating
         # (slow under contention) also took it past its CPU time.
