@@ -8,6 +8,7 @@ a file, or in another process.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -182,8 +183,10 @@ def default_timeout(problem: Problem) -> float:
     return DEFAULT_TIMEOUT[problem.kind]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every program of a problem has the same tests: parse each once
 def split_assert(source: str) -> tuple[str, Any] | None:
-    """`assert EXPR == LITERAL` -> (EXPR source, literal value); None when the test has another shape."""
+    """`assert EXPR == LITERAL` -> (EXPR source, literal value); None when the test has another shape.
+    (The value is shared between calls: never mutate it.)"""
     try:
         tree = ast.parse(source.strip())
     except SyntaxError:
