@@ -197,6 +197,32 @@ hostile("hunt_files_and_proc", """
 """, stdin_problem(TOKEN))
 
 
+def call_problem() -> Problem:
+    return Problem(id="twice", statement="", kind="call", entry_point="f",
+                   hidden_tests=[TestCase(input=[1], output=2), TestCase(input=[2], output=4)])
+
+
+FORGE_FRAME = """
+    import os, struct
+    def forge(value_json):  # a result frame on the harness's channel, as the harness would write it
+        status = b'{"ok": true, "stdout_bytes": 0, "stderr_bytes": 0, "value": ' + value_json + b'}'
+        os.write(4, struct.pack(">I", len(status)) + status)
+    def f(x):
+        return 2 * x
+"""
+# A returned value nested deeper than the codec ever writes: decoding it overflowed the judge's
+# stack, and the whole batch failed with RecursionError.
+hostile("forged_deep_value", FORGE_FRAME + """
+    forge(b"[" * 700 + b"]" * 700)
+    os._exit(0)
+""", call_problem())
+# 12 MB of JSON that would become 4 million lists in the worker's init and again in the judge.
+hostile("forged_inflating_value", FORGE_FRAME + """
+    forge(b"[" + b"[]," * 4_000_000 + b"[]]")
+    os._exit(0)
+""", call_problem())
+
+
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory):
     """Start a server and plant files, run every hostile program once, and record what happened."""
@@ -311,6 +337,14 @@ def test_attacks_on_the_judge_change_nothing(outcome, name):
     assert outcome["leaked"] == b""
 
 
+@pytest.mark.parametrize("name", ["forged_deep_value", "forged_inflating_value"])
+def test_forged_result_frames_are_the_programs_runtime_error(outcome, name):
+    # The program shares its process with the harness, so it can write result frames itself: one
+    # the codec would never write is a protocol error, not a crashed judge or gigabytes in it.
+    assert outcome["results"][name].test_verdicts[0] == "runtime_error", outcome["results"][name]
+    assert outcome["followup"].verdict == "pass"
+
+
 def test_judge_keeps_working_after_the_batch(outcome):
     assert outcome["followup"].verdict == "pass"
 
@@ -390,3 +424,23 @@ def test_closing_the_harness_files_loses_nothing_already_printed():
     with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
         result = judge.run([JudgeTask(problem=problem, code=code)])[0]
     assert result.verdict == "pass", result
+
+
+def test_system_v_ipc_does_not_outlive_its_program():
+    """Shared memory segments outlive their processes: one left in the worker's IPC namespace kept
+    its memory after the program (and `Judge.run`) ended and reached the next program."""
+    code = textwrap.dedent("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.shmat.restype = ctypes.c_void_p
+        before = libc.shmget(0x5EED, 0, 0)
+        segment = libc.shmget(0x5EED, 16 << 20, 0o1600)
+        address = libc.shmat(segment, None, 0)
+        ctypes.memset(address, 1, 16 << 20)
+        libc.shmdt(ctypes.c_void_p(address))
+        print(before)
+    """)
+    problem = Problem(id="ipc", statement="", kind="stdin", hidden_tests=[TestCase(input="", output="-1")])
+    with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
+        results = judge.run([JudgeTask(problem=problem, code=code) for _ in range(3)])
+    assert [r.verdict for r in results] == ["pass"] * 3, results

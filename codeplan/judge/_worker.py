@@ -96,6 +96,8 @@ def encode_value(value, budget: list | None = None, depth: int = 0):
         return {"$bytes": bytes(value).hex()}
     if isinstance(value, complex):
         return {"$complex": [encode_value(value.real, budget), encode_value(value.imag, budget)]}
+    if isinstance(value, Opaque):  # as it came (I re-encodes the values P reports)
+        return {"$opaque": [value.type_name, value.text]}
     module = type(value).__module__ or ""
     if module.startswith("numpy") and hasattr(value, "tolist"):
         return encode_value(value.tolist(), budget, depth + 1)
@@ -175,7 +177,7 @@ def send(fd: int, obj, *raw: bytes) -> None:
 
 
 # ---------------------------------------------------------------- kernel interfaces (ctypes, Linux)
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x20000000, 0x08000000
 MNT_DETACH = 2
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG = 4, 38, 1
 _libc = None
@@ -318,6 +320,10 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
     os.closerange(8, 1 << 16)
     os.setsid()  # its own process group: killpg(0) must not reach the worker (groups cross PID namespaces)
     if sandbox:
+        # Its own System V IPC namespace: shared memory segments and message queues outlive the
+        # processes that made them, so in the worker's namespace they would hold memory after the
+        # program ended and reach the next programs; this one dies with the program's processes.
+        check(libc().unshare(CLONE_NEWIPC), "unshare(ipc)")
         drop_capabilities()
         os.chdir("/tmp")  # I mounted (or checked) this program's scratch before forking P
     limits = job["limits"]
@@ -534,6 +540,7 @@ class Child:
         os.close(res_w)
         self.pid, self.pidfd = pid, os.pidfd_open(pid)
         self.buffer = bytearray()  # result bytes read ahead of the test being waited for
+        self.header: dict | None = None  # the checked status of the frame at the buffer's head
         self.channel_open = True
         self.cpu_before = 0.0  # P's CPU seconds when its last reported test ended
         self.clock = ((~pid) << 3) | 2  # P's process CPU clock (all its threads), clock_getcpuclockid's encoding
@@ -548,6 +555,45 @@ class Child:
     def close(self) -> None:
         for fd in (self.cmd_w, self.res_r, self.pidfd, self.out_fd, self.err_fd):
             os.close(fd)
+
+
+SCALARS = (int, float, str, bool, type(None))
+SKELETON_STRINGS = None  # compiled on first use: most frames are small and never need it
+
+
+def checked_status(blob: bytes, output_bytes: int) -> dict:
+    """A result frame's status as the judge may see it. Anything in P can write frames (the program
+    shares P with the harness), so what passes on is rebuilt from the fields the judge reads, each
+    of its type; a returned value is decoded and encoded again here, which bounds its depth and size
+    as `encode_value` bounds an honest one (a forged, deeply nested value would otherwise overflow
+    the judge's stack, and a frame of `[[],[],...]` would inflate to gigabytes in I and the judge)."""
+    global SKELETON_STRINGS
+    if len(blob) > (4 << 20):  # big enough to matter: count the JSON containers before building them
+        if SKELETON_STRINGS is None:
+            import re
+
+            SKELETON_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+        skeleton = SKELETON_STRINGS.sub(b"", blob)
+        if skeleton.count(b"[") + skeleton.count(b"{") + skeleton.count(b",") > 8_000_000:
+            raise TooLarge("too many values")
+    raw = json.loads(blob)
+    out, err = raw["stdout_bytes"], raw["stderr_bytes"]
+    if not (type(out) is int and type(err) is int and -2 <= out <= output_bytes and 0 <= err <= STDERR_TAIL):
+        raise ValueError("bad output sizes")
+    status: dict = {"stdout_bytes": out, "stderr_bytes": err}
+    for key in ("cpu", "cpu_total", "maxrss_kb"):
+        number = float(raw.get(key, 0.0))
+        status[key] = number if math.isfinite(number) else 0.0  # the clock I reads bounds a lie
+    if "ok" in raw:
+        status["ok"] = raw["ok"] is True
+    for key in ("phase", "exc", "message"):
+        if key in raw:
+            status[key] = str(raw[key])[:500]
+    if "value" in raw:
+        value = raw["value"]
+        flat = type(value) in SCALARS or (type(value) is list and all(type(item) in SCALARS for item in value))
+        status["value"] = value if flat else encode_value(decode_value(value))  # the common shapes skip the round trip
+    return status
 
 
 class Session:
@@ -618,21 +664,20 @@ class Session:
             return garbage
         if len(buffer) < need:
             return None
-        try:
-            status = json.loads(bytes(buffer[4:need]))
-            out, err = status["stdout_bytes"], status["stderr_bytes"]
-            if not (isinstance(out, int) and isinstance(err, int) and -2 <= out <= self.job["limits"]["output_bytes"]
-                    and 0 <= err <= STDERR_TAIL):
-                raise ValueError
-            cpu, total = float(status.get("cpu", 0.0)), float(status.get("cpu_total", 0.0))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return garbage
+        if child.header is None:  # checked once per frame, not again for each chunk of its outputs
+            try:
+                child.header = checked_status(bytes(buffer[4:need]), self.job["limits"]["output_bytes"])
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError, MemoryError, TooLarge):
+                return garbage
+        status = child.header
+        out, err, cpu, total = status["stdout_bytes"], status["stderr_bytes"], status["cpu"], status["cpu_total"]
         end = need + max(out, 0) + err
         if len(buffer) < end:
             return None
         stdout: bytes | None = bytes(buffer[need:need + max(out, 0)])
         stderr = bytes(buffer[need + max(out, 0):end])
         del buffer[:end]
+        child.header = None
         child.cpu_before = total
         if out == -1:
             stdout = None

@@ -407,7 +407,10 @@ class Judge:
                 if first_fail == "compile_error":
                     continue  # every test was sent: the remaining replies are read and dropped
                 cpu += raw["cpu"]
-                verdict, why = self._verdict(problem, message["mode"], raw, expected, limits)
+                try:
+                    verdict, why = self._verdict(problem, message["mode"], raw, expected, limits)
+                except RecursionError:  # the worker bounds a returned value's depth; this is a backstop
+                    verdict, why = "runtime_error", "returned a value too deeply nested to compare"
                 verdicts.append(verdict)
                 if verdict == "pass":
                     passed += 1
