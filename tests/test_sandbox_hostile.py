@@ -426,21 +426,27 @@ def test_closing_the_harness_files_loses_nothing_already_printed():
     assert result.verdict == "pass", result
 
 
-def test_system_v_ipc_does_not_outlive_its_program():
-    """Shared memory segments outlive their processes: one left in the worker's IPC namespace kept
-    its memory after the program (and `Judge.run`) ended and reached the next program."""
+def test_system_v_ipc_cannot_hold_memory_past_the_limit_or_the_program():
+    """Shared memory segments are memory no process limit counts (attach, fill, detach, repeat), and
+    they outlive their processes: one left in the worker's IPC namespace held its memory after the
+    program (and `Judge.run`) ended and reached the next program."""
     code = textwrap.dedent("""
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.shmat.restype = ctypes.c_void_p
         before = libc.shmget(0x5EED, 0, 0)
-        segment = libc.shmget(0x5EED, 16 << 20, 0o1600)
-        address = libc.shmat(segment, None, 0)
-        ctypes.memset(address, 1, 16 << 20)
-        libc.shmdt(ctypes.c_void_p(address))
-        print(before)
+        made = 0
+        for key in range(0x5EED, 0x5EED + 4):
+            segment = libc.shmget(key, 256 << 20, 0o1600)
+            address = libc.shmat(segment, None, 0) if segment >= 0 else None
+            if address in (None, ctypes.c_void_p(-1).value):
+                break
+            ctypes.memset(address, 1, 256 << 20)
+            libc.shmdt(ctypes.c_void_p(address))
+            made += 256
+        print(before, "escaped" if made > 512 else "contained")
     """)
-    problem = Problem(id="ipc", statement="", kind="stdin", hidden_tests=[TestCase(input="", output="-1")])
-    with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
-        results = judge.run([JudgeTask(problem=problem, code=code) for _ in range(3)])
-    assert [r.verdict for r in results] == ["pass"] * 3, results
+    problem = Problem(id="ipc", statement="", kind="stdin", hidden_tests=[TestCase(input="", output="-1 contained")])
+    with Judge(JudgeConfig(workers=1, timeout=2.0, memory_mb=512)) as judge:
+        results = judge.run([JudgeTask(problem=problem, code=code) for _ in range(2)])
+    assert [r.verdict for r in results] == ["pass"] * 2, results

@@ -265,6 +265,48 @@ def drop_capabilities() -> None:
     lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _, header, data = capset_args()
     check(lib.capset(header, data), "capset")
+    if seccomp_args() is not None:
+        check(lib.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, seccomp_args(), 0, 0), "seccomp")
+
+
+# System V shared memory, message queues and semaphore sets are kernel memory that no process
+# limit counts (attach, fill, detach, repeat: gigabytes under a 512 MB limit), so their `*get`
+# calls fail with EPERM. Audit architecture and (shmget, msgget, semget) numbers per machine;
+# elsewhere only the program's own IPC namespace bounds them (to its lifetime).
+SYSV_IPC_CALLS = {"x86_64": (0xC000003E, (29, 68, 64)), "aarch64": (0xC00000B7, (194, 186, 190))}
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+_seccomp_args: list = []
+
+
+def seccomp_args():
+    """prctl's filter argument (a classic BPF program), built once in I; None on other machines."""
+    if not _seccomp_args:
+        import ctypes
+        import platform
+
+        known = SYSV_IPC_CALLS.get(platform.machine())
+        if known is None:
+            _seccomp_args.append(None)
+            return None
+        arch, numbers = known
+        load, jump_eq, ret, and_k = 0x20, 0x15, 0x06, 0x54
+        allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+        code = [(load, 0, 0, 4), (jump_eq, 1, 0, arch), (ret, 0, 0, deny),  # another ABI (int 0x80): refused
+                (load, 0, 0, 0), (and_k, 0, 0, 0xBFFFFFFF)]  # x32 numbers are the 64-bit ones + 0x40000000
+        for number in numbers:
+            code += [(jump_eq, 0, 1, number), (ret, 0, 0, deny)]
+        code.append((ret, 0, 0, allow))
+
+        class Instruction(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+        class Program(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Instruction))]
+
+        instructions = (Instruction * len(code))(*code)
+        program = Program(len(code), instructions)
+        _seccomp_args.append((ctypes.pointer(program), instructions))
+    return _seccomp_args[0][0] if _seccomp_args[0] is not None else None
 
 
 # ---------------------------------------------------------------- names the APPS harness pre-imports
@@ -764,6 +806,7 @@ def init_loop(ctl_in: int, ctl_out: int, sandbox: bool) -> None:
     one per test, and `ended` once every process of the program is gone."""
     if sandbox:
         capset_args()
+        seccomp_args()
     # The loaded interpreter's objects are never scanned by P's collector, so fewer of I's pages
     # are written (and copied) in P.
     gc.freeze()
