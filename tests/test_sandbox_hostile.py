@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -450,3 +451,22 @@ def test_system_v_ipc_cannot_hold_memory_past_the_limit_or_the_program():
     with Judge(JudgeConfig(workers=1, timeout=2.0, memory_mb=512)) as judge:
         results = judge.run([JudgeTask(problem=problem, code=code) for _ in range(2)])
     assert [r.verdict for r in results] == ["pass"] * 2, results
+
+
+def test_a_program_that_stops_taking_its_tests_gets_its_wall_limit_not_a_stalled_worker():
+    """Early exit: the judge passes each next test on through the worker. A program that keeps its
+    request channel open but stops reading it (here: a dup and a blocking pipe in its place) once
+    stalled the worker's init on a test input larger than a pipe holds, until the judge gave up on
+    the worker (its wall limit + 30 s, twice)."""
+    code = "import os\nkeep = os.dup(3)\nread, write = os.pipe()\nos.dup2(read, 3)\nprint(4)\n"
+    big = "2\n" + "0 " * 200_000
+    problem = Problem(id="big", statement="", kind="stdin",
+                      hidden_tests=[TestCase(input="2\n", output="4"), TestCase(input=big, output="4")])
+    with Judge(JudgeConfig(workers=1, timeout=0.5, wall_factor=2.0)) as judge:
+        start = time.monotonic()
+        result = judge.run([JudgeTask(problem=problem, code=code, early_exit=True)])[0]
+        elapsed = time.monotonic() - start
+        followup = judge.run([JudgeTask(problem=problem, code="print(int(input()) * 2)", early_exit=True)])[0]
+    assert result.test_verdicts == ["pass", "timeout"], result
+    assert elapsed < 15, elapsed
+    assert followup.verdict == "pass", followup

@@ -167,11 +167,14 @@ def recv(fd: int):
     return json.loads(read_exact(fd, size))
 
 
+def encode_message(obj, *raw: bytes) -> bytes:
+    data = json.dumps(obj).encode("utf-8")
+    return b"".join([struct.pack(">I", len(data)), data, *raw])
+
+
 def send(fd: int, obj, *raw: bytes) -> None:
     """One message; `raw` byte strings follow it as they are (their sizes are in `obj`)."""
-    data = json.dumps(obj).encode("utf-8")
-    data = b"".join([struct.pack(">I", len(data)), data, *raw])
-    view = memoryview(data)
+    view = memoryview(encode_message(obj, *raw))
     while view:
         view = view[os.write(fd, view):]
 
@@ -580,6 +583,7 @@ class Child:
                 os._exit(1)
         os.close(cmd_r)
         os.close(res_w)
+        os.set_blocking(self.cmd_w, False)  # see Session.run_test
         self.pid, self.pidfd = pid, os.pidfd_open(pid)
         self.buffer = bytearray()  # result bytes read ahead of the test being waited for
         self.header: dict | None = None  # the checked status of the frame at the buffer's head
@@ -655,11 +659,10 @@ class Session:
         child = self.child
         self.index += 1
         start = time.monotonic()
-        if test is not None:
-            try:
-                send(child.cmd_w, test)
-            except OSError:
-                pass  # P already died: its wait status says how
+        # A test I passes on is written as P takes it, never with a blocking write: a program that
+        # stops reading its request channel (or hands it to a child) would otherwise stall I, and
+        # with it the deadlines below, until the judge gave up on the whole worker.
+        pending = memoryview(encode_message(test)) if test is not None else memoryview(b"")
         limits = self.job["limits"]
         deadline = start + limits["wall"]
         # P reports its own CPU time, and a program can tamper with that (and ignore SIGXCPU), so I
@@ -685,7 +688,14 @@ class Session:
             # faster than wall time per thread, so this wakes early rather than late).
             wait = min(deadline - now, max(0.01, cpu_cap - used))
             watch = [child.res_r, child.pidfd] if child.channel_open else [child.pidfd]
-            ready, _, _ = select.select(watch, [], [], wait)
+            ready, writable, _ = select.select(watch, [child.cmd_w] if pending else [], [], wait)
+            if writable:
+                try:
+                    pending = pending[os.write(child.cmd_w, pending[:1 << 16]):]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    pending = memoryview(b"")  # P and everything holding the channel are gone: its wait status says how
             if child.res_r in ready:
                 chunk = os.read(child.res_r, 1 << 16)
                 if chunk:
