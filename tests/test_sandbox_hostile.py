@@ -127,6 +127,12 @@ hostile("kill_everything", """
         pass
     print(4)
 """)
+hostile("interrupt_init", """
+    import os, signal, time
+    os.kill(1, signal.SIGINT)  # the interpreter's handler, in the worker's init, would raise KeyboardInterrupt
+    time.sleep(0.2)
+    print(4)
+""")
 hostile("close_stdout", "import os\nos.close(1)\nprint(4)\n")
 hostile("exit_before_print", "import os\nos._exit(0)\nprint(4)\n")
 hostile("stack_overflow", """
@@ -331,7 +337,7 @@ def test_writing_to_inherited_fds_reaches_nothing(outcome):
     assert outcome["followup"].verdict == "pass"
 
 
-@pytest.mark.parametrize("name", ["kill_parent", "kill_everything"])
+@pytest.mark.parametrize("name", ["kill_parent", "kill_everything", "interrupt_init"])
 def test_attacks_on_the_judge_change_nothing(outcome, name):
     # The program prints the right answer after its attack: the judge is unharmed and grades it.
     assert outcome["results"][name].verdict == "pass", outcome["results"][name]

@@ -363,6 +363,7 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.closerange(8, 1 << 16)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in any interpreter (I dropped it)
     os.setsid()  # its own process group: killpg(0) must not reach the worker (groups cross PID namespaces)
     if sandbox:
         # Its own System V IPC namespace: shared memory segments and message queues outlive the
@@ -924,6 +925,9 @@ def main() -> None:
     init = os.fork()  # PID 1 of the programs' namespace: when it exits, the kernel kills the rest
     if init == 0:
         try:
+            # A namespace's init gets from its members only the signals it handles: the interpreter
+            # handles SIGINT, which a program could send to PID 1 to kill I (and the worker).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             # Hide /proc: programs see no process at all, not even the worker's.
             check(libc().mount(b"tmpfs", b"/proc", b"tmpfs", 0, b"size=4k,mode=555"), "mount tmpfs on /proc")
