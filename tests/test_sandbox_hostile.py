@@ -133,6 +133,17 @@ hostile("interrupt_init", """
     time.sleep(0.2)
     print(4)
 """)
+hostile("inode_bomb", """
+    import os
+    made = 0
+    try:
+        while made < 300_000:  # empty directories: no size, but kernel memory each
+            os.mkdir(f"/tmp/{made}")
+            made += 1
+    except OSError:
+        pass
+    print(4 if made <= 20_000 else made)
+""")
 hostile("close_stdout", "import os\nos.close(1)\nprint(4)\n")
 hostile("exit_before_print", "import os\nos._exit(0)\nprint(4)\n")
 hostile("stack_overflow", """
@@ -335,6 +346,11 @@ def test_writing_to_inherited_fds_reaches_nothing(outcome):
     assert outcome["results"]["inherited_fds"].verdict == "runtime_error", outcome["results"]["inherited_fds"]
     assert outcome["leaked"] == b""
     assert outcome["followup"].verdict == "pass"
+
+
+def test_scratch_holds_a_bounded_number_of_files(outcome):
+    # The scratch's inodes are limited as its size is: the program runs out of them, not the machine.
+    assert outcome["results"]["inode_bomb"].test_verdicts == ["pass", "pass"], outcome["results"]["inode_bomb"]
 
 
 @pytest.mark.parametrize("name", ["kill_parent", "kill_everything", "interrupt_init"])

@@ -217,7 +217,10 @@ def enter_namespaces() -> None:
 def mount_tmpfs(target: bytes, size_mb: int) -> None:
     lib = libc()
     lib.umount2(target, MNT_DETACH)  # drop the previous test's scratch (fails harmlessly the first time)
-    check(lib.mount(b"tmpfs", target, b"tmpfs", 0, f"size={size_mb}m,mode=1777".encode()), "mount tmpfs")
+    # Inodes too: empty files and directories take no size, but each holds kernel memory that no
+    # process limit counts (a program made 154,000 in 0.8 s, 128 MB), and a tmpfs's default allows millions.
+    options = f"size={size_mb}m,nr_inodes={max(1024, size_mb * 1024)},mode=1777"
+    check(lib.mount(b"tmpfs", target, b"tmpfs", 0, options.encode()), "mount tmpfs")
 
 
 class Scratch:
