@@ -276,9 +276,9 @@ def drop_capabilities() -> None:
 
 
 # System V shared memory, message queues and semaphore sets are kernel memory that no process
-# limit counts (attach, fill, detach, repeat: gigabytes under a 512 MB limit), so their `*get`
-# calls fail with EPERM. Audit architecture and (shmget, msgget, semget) numbers per machine;
-# elsewhere only the program's own IPC namespace bounds them (to its lifetime).
+# limit counts (attach, fill, detach, repeat: gigabytes under a 512 MB limit) and that outlives
+# the program, so their `*get` calls fail with EPERM. Audit architecture and (shmget, msgget,
+# semget) numbers per machine; elsewhere the program's own IPC namespace bounds them to its lifetime.
 SYSV_IPC_CALLS = {"x86_64": (0xC000003E, (29, 68, 64)), "aarch64": (0xC00000B7, (194, 186, 190))}
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 _seccomp_args: list = []
@@ -369,10 +369,12 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in any interpreter (I dropped it)
     os.setsid()  # its own process group: killpg(0) must not reach the worker (groups cross PID namespaces)
     if sandbox:
-        # Its own System V IPC namespace: shared memory segments and message queues outlive the
-        # processes that made them, so in the worker's namespace they would hold memory after the
-        # program ended and reach the next programs; this one dies with the program's processes.
-        check(libc().unshare(CLONE_NEWIPC), "unshare(ipc)")
+        if seccomp_args() is None:
+            # No filter for this machine: System V IPC objects outlive the processes that made
+            # them, so in the worker's IPC namespace they would hold memory after the program
+            # ended and reach the next programs; this namespace dies with the program's processes.
+            # (Where the filter refuses them, this costs a fork's worth of time for nothing.)
+            check(libc().unshare(CLONE_NEWIPC), "unshare(ipc)")
         drop_capabilities()
         os.chdir("/tmp")  # I mounted (or checked) this program's scratch before forking P
     limits = job["limits"]
@@ -382,6 +384,7 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
     memory = limits["memory_mb"] << 20
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))  # POSIX message queues outlive their processes too
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
     fsize = max(limits["file_mb"] << 20, limits["output_bytes"] + 1)
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
