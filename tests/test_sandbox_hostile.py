@@ -240,6 +240,9 @@ hostile("forged_inflating_value", FORGE_FRAME + """
     os._exit(0)
 """, call_problem())
 
+# Not hostile, just wrong: an int Python will not turn into decimal digits (over 4300).
+hostile("huge_int_answer", "def f(x):\n    return 10 ** 5000\n", call_problem())
+
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory):
@@ -366,6 +369,11 @@ def test_forged_result_frames_are_the_programs_runtime_error(outcome, name):
     # the codec would never write is a protocol error, not a crashed judge or gigabytes in it.
     assert outcome["results"][name].test_verdicts[0] == "runtime_error", outcome["results"][name]
     assert outcome["followup"].verdict == "pass"
+
+
+def test_a_wrong_huge_int_is_a_wrong_answer_not_a_broken_worker(outcome):
+    result = outcome["results"]["huge_int_answer"]
+    assert result.test_verdicts == ["wrong_answer", "wrong_answer"], result
 
 
 def test_judge_keeps_working_after_the_batch(outcome):

@@ -513,7 +513,7 @@ class Judge:
             ok = compare.strict_call_equal(value, expected)
         else:
             ok = compare.apps_call_equal(value, expected)
-        return ("pass", "") if ok else ("wrong_answer", f"returned {value!r:.80}")
+        return ("pass", "") if ok else ("wrong_answer", f"returned {shown(value)}")
 
     # ------------------------------------------------------------------ HumanEval+/MBPP+ expected outputs
     @staticmethod
@@ -594,6 +594,16 @@ class Judge:
             if worker.alive:
                 self._end_program(worker)
         return values, slowest
+
+
+def shown(value: Any, width: int = 80) -> str:
+    """The start of a returned value's repr for a verdict's detail. An int over 4300 digits has
+    none (Python refuses the conversion): that was taken for a broken worker, and the program's
+    wrong answer became a runtime error after two worker restarts."""
+    try:
+        return repr(value)[:width]
+    except (ValueError, RecursionError):
+        return f"<{type(value).__name__} too large to show>"
 
 
 def evalplus_args(problem: Problem, test: TestCase) -> list[Any]:
