@@ -242,6 +242,11 @@ hostile("forged_inflating_value", FORGE_FRAME + """
 
 # Not hostile, just wrong: an int Python will not turn into decimal digits (over 4300).
 hostile("huge_int_answer", "def f(x):\n    return 10 ** 5000\n", call_problem())
+# Where the expected value is a float (HumanEval+/MBPP+ compare with a tolerance), an int past float
+# range once raised OverflowError out of `Judge.run`, failing the whole batch.
+hostile("int_past_float_range", "def f(x):\n    return 10 ** 400\n",
+        Problem(id="half", statement="", kind="call", entry_point="f", outputs_from_solution=True,
+                solutions=["def f(x):\n    return x / 2\n"], hidden_tests=[TestCase(input=[3], output=None)]))
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +379,8 @@ def test_forged_result_frames_are_the_programs_runtime_error(outcome, name):
 def test_a_wrong_huge_int_is_a_wrong_answer_not_a_broken_worker(outcome):
     result = outcome["results"]["huge_int_answer"]
     assert result.test_verdicts == ["wrong_answer", "wrong_answer"], result
+    result = outcome["results"]["int_past_float_range"]
+    assert result.test_verdicts == ["wrong_answer"], result
 
 
 def test_judge_keeps_working_after_the_batch(outcome):

@@ -411,6 +411,8 @@ class Judge:
                     verdict, why = self._verdict(problem, message["mode"], raw, expected, limits)
                 except RecursionError:  # the worker bounds a returned value's depth; this is a backstop
                     verdict, why = "runtime_error", "returned a value too deeply nested to compare"
+                except OverflowError:  # e.g. an int past float range where a float is expected: not close
+                    verdict, why = "wrong_answer", "returned a number too large to compare"
                 verdicts.append(verdict)
                 if verdict == "pass":
                     passed += 1
