@@ -234,6 +234,12 @@ hostile("forged_deep_value", FORGE_FRAME + """
     forge(b"[" * 700 + b"]" * 700)
     os._exit(0)
 """, call_problem())
+# A tagged value the codec would never write, whose decoding raised OverflowError in the worker's
+# init (which died, and was replaced twice).
+hostile("forged_overflowing_value", FORGE_FRAME + """
+    forge(b'{"$complex": [{"$int": "' + b"f" * 1000 + b'"}, 0]}')
+    os._exit(0)
+""", call_problem())
 # 12 MB of JSON that would become 4 million lists in the worker's init and again in the judge.
 hostile("forged_inflating_value", FORGE_FRAME + """
     forge(b"[" + b"[]," * 4_000_000 + b"[]]")
@@ -368,7 +374,7 @@ def test_attacks_on_the_judge_change_nothing(outcome, name):
     assert outcome["leaked"] == b""
 
 
-@pytest.mark.parametrize("name", ["forged_deep_value", "forged_inflating_value"])
+@pytest.mark.parametrize("name", ["forged_deep_value", "forged_inflating_value", "forged_overflowing_value"])
 def test_forged_result_frames_are_the_programs_runtime_error(outcome, name):
     # The program shares its process with the harness, so it can write result frames itself: one
     # the codec would never write is a protocol error, not a crashed judge or gigabytes in it.
