@@ -513,3 +513,19 @@ def test_a_program_that_stops_taking_its_tests_gets_its_wall_limit_not_a_stalled
     assert result.test_verdicts == ["pass", "timeout"], result
     assert elapsed < 15, elapsed
     assert followup.verdict == "pass", followup
+
+
+def test_a_key_in_the_users_keyring_does_not_reach_the_next_program():
+    code = textwrap.dedent("""
+        import ctypes, platform
+        libc = ctypes.CDLL(None, use_errno=True)
+        add_key, keyctl = {"x86_64": (248, 250), "aarch64": (217, 219)}[platform.machine()]
+        user_keyring, search = -4, 10
+        found = libc.syscall(keyctl, search, user_keyring, b"user", b"codeplan-note", 0)
+        libc.syscall(add_key, b"user", b"codeplan-note", b"hello", 5, user_keyring)
+        print("found" if found > 0 else "none")
+    """)
+    problem = Problem(id="keys", statement="", kind="stdin", hidden_tests=[TestCase(input="", output="none")])
+    with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
+        results = judge.run([JudgeTask(problem=problem, code=code) for _ in range(2)])
+    assert [r.verdict for r in results] == ["pass"] * 2, results

@@ -277,9 +277,12 @@ def drop_capabilities() -> None:
 
 # System V shared memory, message queues and semaphore sets are kernel memory that no process
 # limit counts (attach, fill, detach, repeat: gigabytes under a 512 MB limit) and that outlives
-# the program, so their `*get` calls fail with EPERM. Audit architecture and (shmget, msgget,
-# semget) numbers per machine; elsewhere the program's own IPC namespace bounds them to its lifetime.
-SYSV_IPC_CALLS = {"x86_64": (0xC000003E, (29, 68, 64)), "aarch64": (0xC00000B7, (194, 186, 190))}
+# the program, so their `*get` calls fail with EPERM; so do the key management calls (a key left
+# in the user's keyring reached the worker's next programs). Audit architecture and (shmget,
+# msgget, semget, add_key, request_key, keyctl) numbers per machine; elsewhere the program's own
+# IPC namespace bounds System V IPC to its lifetime.
+SYSV_IPC_CALLS = {"x86_64": (0xC000003E, (29, 68, 64, 248, 249, 250)),
+                  "aarch64": (0xC00000B7, (194, 186, 190, 217, 218, 219))}
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 _seccomp_args: list = []
 
