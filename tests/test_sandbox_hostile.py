@@ -254,6 +254,13 @@ hostile("int_past_float_range", "def f(x):\n    return 10 ** 400\n",
         Problem(id="half", statement="", kind="call", entry_point="f", outputs_from_solution=True,
                 solutions=["def f(x):\n    return x / 2\n"], hidden_tests=[TestCase(input=[3], output=None)]))
 
+# HumanEval+/MBPP+: where the reference solution fails (here on x = 3), the expected value is a
+# marker that an object of the same type name and repr compared equal to, so this passed.
+hostile("match_failed_reference",
+        'def f(x):\n    return type("reference-failed", (), {"__repr__": lambda self: "ZeroDivisionError"})()\n',
+        Problem(id="inverse", statement="", kind="call", entry_point="f", outputs_from_solution=True,
+                solutions=["def f(x):\n    return 1 // (x - 3)\n"], hidden_tests=[TestCase(input=[3], output=None)]))
+
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory):
@@ -387,6 +394,11 @@ def test_a_wrong_huge_int_is_a_wrong_answer_not_a_broken_worker(outcome):
     assert result.test_verdicts == ["wrong_answer", "wrong_answer"], result
     result = outcome["results"]["int_past_float_range"]
     assert result.test_verdicts == ["wrong_answer"], result
+
+
+def test_no_program_matches_a_failed_reference(outcome):
+    result = outcome["results"]["match_failed_reference"]
+    assert result.verdict == "wrong_answer", result
 
 
 def test_judge_keeps_working_after_the_batch(outcome):

