@@ -51,6 +51,8 @@ def test_apps_call_comparison():
 
 def test_evalplus_float_tolerance():
     assert evalplus_equal(0.1 + 0.2, 0.3, 0.0)  # floats: atol 1e-6 by default
+    assert not evalplus_equal(10 ** 400, 1.5, 0.0)  # an int past float range is not close to a float
+    assert evalplus_equal([10 ** 400, 0.1 + 0.2], [10 ** 400, 0.3], 1e-6)  # with a task atol
     assert not evalplus_equal(0.31, 0.3, 0.0)
     assert evalplus_equal([1.0000001, 2.0], [1.0, 2.0], 0.0)
     assert not evalplus_equal(3, 4, 0.0)
