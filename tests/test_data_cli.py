@@ -107,3 +107,11 @@ def test_duplicate_ids_are_refused_or_skipped(tmp_path):
     result = run("inspect", str(path), "--json", "--skip-invalid")
     assert result.exit_code == 0 and json.loads(result.stdout)["problems"] == 1
     assert "skipped 1 invalid record" in result.stderr
+
+
+def test_python_dash_m_runs_the_same_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "codeplan", "data", "inspect", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "inspect" in done.stdout.lower()
