@@ -508,6 +508,30 @@ def test_system_v_ipc_cannot_hold_memory_past_the_limit_or_the_program():
     assert [r.verdict for r in results] == ["pass"] * 2, results
 
 
+def test_memory_files_cannot_hold_memory_past_the_limit():
+    """Memory files count against the file-size limit (16 MB each), not the address space: 48 of
+    them once held 768 MB under a 512 MB limit. The program may not create them."""
+    code = textwrap.dedent("""
+        import os
+        files, made = [], 0
+        try:
+            for _ in range(48):
+                fd = os.memfd_create("hoard")
+                os.ftruncate(fd, 0)
+                for _ in range(16):
+                    os.write(fd, b"x" * (1 << 20))
+                files.append(fd)
+                made += 16
+        except OSError:
+            pass
+        print("escaped" if made > 512 else "contained")
+    """)
+    problem = Problem(id="memfd", statement="", kind="stdin", hidden_tests=[TestCase(input="", output="contained")])
+    with Judge(JudgeConfig(workers=1, timeout=2.0, memory_mb=512)) as judge:
+        result = judge.run([JudgeTask(problem=problem, code=code)])[0]
+    assert result.verdict == "pass", result
+
+
 def test_a_program_that_stops_taking_its_tests_gets_its_wall_limit_not_a_stalled_worker():
     """Early exit: the judge passes each next test on through the worker. A program that keeps its
     request channel open but stops reading it (here: a dup and a blocking pipe in its place) once

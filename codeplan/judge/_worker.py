@@ -278,11 +278,13 @@ def drop_capabilities() -> None:
 # System V shared memory, message queues and semaphore sets are kernel memory that no process
 # limit counts (attach, fill, detach, repeat: gigabytes under a 512 MB limit) and that outlives
 # the program, so their `*get` calls fail with EPERM; so do the key management calls (a key left
-# in the user's keyring reached the worker's next programs). Audit architecture and (shmget,
-# msgget, semget, add_key, request_key, keyctl) numbers per machine; elsewhere the program's own
-# IPC namespace bounds System V IPC to its lifetime.
-SYSV_IPC_CALLS = {"x86_64": (0xC000003E, (29, 68, 64, 248, 249, 250)),
-                  "aarch64": (0xC00000B7, (194, 186, 190, 217, 218, 219))}
+# in the user's keyring reached the worker's next programs) and memfd_create (memory files count
+# against the file-size limit, not the address space: 64 of them held about 1 GB beyond
+# `memory_mb`; P makes its own stdin file before the filter is on). Audit architecture and
+# (shmget, msgget, semget, add_key, request_key, keyctl, memfd_create) numbers per machine;
+# elsewhere the program's own IPC namespace bounds System V IPC to its lifetime.
+REFUSED_CALLS = {"x86_64": (0xC000003E, (29, 68, 64, 248, 249, 250, 319)),
+                 "aarch64": (0xC00000B7, (194, 186, 190, 217, 218, 219, 279))}
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 _seccomp_args: list = []
 
@@ -293,7 +295,7 @@ def seccomp_args():
         import ctypes
         import platform
 
-        known = SYSV_IPC_CALLS.get(platform.machine())
+        known = REFUSED_CALLS.get(platform.machine())
         if known is None:
             _seccomp_args.append(None)
             return None
@@ -502,7 +504,8 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
 
 def set_stdin(data: bytes) -> None:
     """fd 0 = a test's input: the stdin memory file (fd 7) rewritten, or /dev/null when empty.
-    A program that closed or replaced fd 7 only costs the next test a fresh memory file."""
+    A program that closed or replaced fd 7 costs the next test a fresh memory file, or (where the
+    seccomp filter refuses memfd_create) that test's own runtime error."""
     if not data:
         stdin = os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
