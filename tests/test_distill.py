@@ -216,17 +216,23 @@ def test_fatal_teacher_error_stops_the_run_and_a_rerun_finishes(tmp_path: Path) 
     assert len(read_jsonl(out)) == 6
 
 
+def _distill_in_background(data: Path, out: Path, url: str, *, lines: int) -> subprocess.Popen:
+    """`codeplan distill` in its own process, returned once `out` has `lines` records."""
+    command = [sys.executable, "-c", "from codeplan.cli import app; app()", "distill", "--data", str(data),
+               "--out", str(out), "--teacher-url", url, "--teacher-model", "teacher", "--concurrency", "2",
+               "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < lines):
+        time.sleep(0.02)
+    return process
+
+
 def test_killed_run_resumes_without_losing_or_duplicating_plans(tmp_path: Path) -> None:
     data = _problems(tmp_path / "problems.jsonl", 20)
     out = tmp_path / "plans.jsonl"
     with FakeTeacher(delay=0.05) as server:
-        command = [sys.executable, "-c", "from codeplan.cli import app; app()", "distill", "--data", str(data),
-                   "--out", str(out), "--teacher-url", server.url, "--teacher-model", "teacher", "--concurrency", "2",
-                   "--no-progress"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
-            time.sleep(0.02)
+        process = _distill_in_background(data, out, server.url, lines=6)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         written_before = out.read_text().count("\n")
@@ -319,13 +325,7 @@ def test_ctrl_c_stops_cleanly_with_whole_records_on_file(tmp_path: Path) -> None
     data = _problems(tmp_path / "problems.jsonl", 20)
     out = tmp_path / "plans.jsonl"
     with FakeTeacher(delay=0.1) as server:
-        command = [sys.executable, "-c", "from codeplan.cli import app; app()", "distill", "--data", str(data),
-                   "--out", str(out), "--teacher-url", server.url, "--teacher-model", "teacher", "--concurrency", "2",
-                   "--no-progress"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
-            time.sleep(0.02)
+        process = _distill_in_background(data, out, server.url, lines=2)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130 and b"interrupted" in stderr

@@ -180,12 +180,15 @@ def convert_evalplus_arg(value: Any, spec: dict[str, Any] | None, depth: int = 0
     return items
 
 
-def humaneval_from_record(record: dict[str, Any], *, path: str | Path, line: int | None) -> Problem:
+def _task_fields(record: dict[str, Any], path: str | Path, line: int | None) -> tuple[Fields, str, str, str]:
+    """The fields every HumanEval-style record has: (reader, task_id, prompt, entry_point)."""
     fields = Fields(record, path=path, line=line, record_id=record.get("task_id") if isinstance(
         record.get("task_id"), str) else None)
-    task_id = fields.get("task_id", str)
-    prompt = fields.get("prompt", str)
-    entry = fields.get("entry_point", str)
+    return fields, fields.get("task_id", str), fields.get("prompt", str), fields.get("entry_point", str)
+
+
+def humaneval_from_record(record: dict[str, Any], *, path: str | Path, line: int | None) -> Problem:
+    fields, task_id, prompt, entry = _task_fields(record, path, line)
     test = fields.get("test", str)
     solution = fields.get("canonical_solution", str, required=False, default="")
     return Problem(
@@ -201,11 +204,7 @@ def load_humaneval(path: Path, invalid: InvalidRecords) -> Iterator[Problem]:
 
 
 def evalplus_from_record(record: dict[str, Any], *, path: str | Path, line: int | None) -> Problem:
-    fields = Fields(record, path=path, line=line, record_id=record.get("task_id") if isinstance(
-        record.get("task_id"), str) else None)
-    task_id = fields.get("task_id", str)
-    prompt = fields.get("prompt", str)
-    entry = fields.get("entry_point", str)
+    fields, task_id, prompt, entry = _task_fields(record, path, line)
     solution = fields.get("canonical_solution", str)
     inputs: list[Any] = []
     for name in ("base_input", "plus_input"):

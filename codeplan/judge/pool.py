@@ -392,7 +392,7 @@ class Judge:
         job["run"] = [message for message, _ in messages[:sent]]
         passed, verdicts, cpu, first_fail, detail = 0, [], 0.0, None, ""
         try:
-            reply = self._send_program(worker, job, 60.0 + (len(task.code) + len(str(job["run"]))) / 1e5)
+            reply = self._send_program(worker, job, 60.0 + len(task.code) / 1e5)
             if "error" in reply:
                 if probing:
                     return ProgramResult("runtime_error", False, 0, total, reply["error"])
