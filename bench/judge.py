@@ -37,27 +37,41 @@ sys.path.insert(0, str(ROOT))
 from codeplan.config import DataConfig  # noqa: E402
 from codeplan.data import load_problems  # noqa: E402
 from codeplan.judge import Judge, JudgeConfig, JudgeTask  # noqa: E402
+from codeplan.judge._worker import APPS_PREAMBLE, wrap_in_function  # noqa: E402
 from codeplan.judge.compare import apps_call_equal, apps_stdin_equal  # noqa: E402
 from codeplan.judge.pool import default_timeout  # noqa: E402
 from codeplan.problems import Problem  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
-# The baseline harness: one fresh interpreter per program, all tests in-process (like APPS's).
+# The baseline harness: one fresh interpreter per program, all tests in-process (like APPS's). It
+# does what the judge does for APPS: the harness's pre-imported names in every test's namespace,
+# and a program that only compiles as a function body (top-level `return`/`nonlocal`) run wrapped,
+# so both sides do the same work and agree on verdicts.
 BASELINE = r'''
 import io, json, sys
 job = json.loads(sys.stdin.read())
+preamble = {}
+if job["preamble"]:
+    exec(job["preamble"], preamble)
+    del preamble["__builtins__"]
 results = []
 real_stdout = sys.stdout
 def fresh():
-    return {"__name__": "__main__"}
+    return {"__name__": "__main__", **preamble}
+try:
+    code = compile(job["code"], "<program>", "exec")
+except SyntaxError:
+    code = compile(job["wrapped"], "<program>", "exec") if job["wrapped"] else None
 for test in job["tests"]:
     out = io.StringIO()
     try:
+        if code is None:
+            raise SyntaxError("does not compile")
         if job["kind"] == "stdin":
             sys.stdin, sys.stdout = io.StringIO(test), out
             try:
-                exec(job["code"], fresh())
+                exec(code, fresh())
             except SystemExit:
                 pass
             finally:
@@ -65,13 +79,14 @@ for test in job["tests"]:
             results.append({"ok": True, "stdout": out.getvalue()})
         elif job["kind"] == "call":
             ns = fresh()
-            exec(job["code"], ns)
+            exec(code, ns)
             fn = getattr(ns["Solution"](), job["entry_point"]) if "Solution" in ns else ns[job["entry_point"]]
             value = fn(*test)
             results.append({"ok": True, "value": list(value) if isinstance(value, tuple) else value})
         else:
             ns = fresh()
-            exec(job["code"] + "\n" + job["setup"] + "\n" + test, ns)
+            exec(code, ns)
+            exec(job["setup"] + "\n" + test, ns)
             results.append({"ok": True})
     except BaseException as exc:
         sys.stdin, sys.stdout = sys.__stdin__, real_stdout
@@ -113,7 +128,9 @@ def programs(limit_apps: int, limit_mbpp: int, seed: int = 0) -> list[tuple[Prob
 
 def baseline_one(problem: Problem, code: str, timeout: float) -> bool:
     tests = problem.hidden_tests
+    apps = problem.kind in ("stdin", "call")  # the judge's APPS-compatible defaults for these kinds
     job = {"kind": problem.kind, "code": code, "entry_point": problem.entry_point, "setup": problem.test_setup,
+           "preamble": APPS_PREAMBLE if apps else "", "wrapped": wrap_in_function(code) if problem.kind == "stdin" else "",
            "tests": [("\n".join(t.input) if isinstance(t.input, list) else t.input) if problem.kind == "stdin" else t.input
                      for t in tests]}
     try:
@@ -144,7 +161,11 @@ def baseline_runs(problem: Problem, code: str, timeout: float, scratch: Path) ->
                                   stdin=subprocess.DEVNULL).returncode == 0
         except subprocess.TimeoutExpired:
             return False
-    script.write_text(code, encoding="utf-8")
+    try:  # as the judge runs it: the APPS harness's imports first; wrapped if it only compiles so
+        compile(code, "<program>", "exec")
+    except SyntaxError:
+        code = wrap_in_function(code)
+    script.write_text(APPS_PREAMBLE + code, encoding="utf-8")
     passed = True
     for test in tests:
         stdin = "\n".join(test.input) if isinstance(test.input, list) else str(test.input)
