@@ -10,6 +10,7 @@ import pytest
 
 from codeplan.config import DataConfig
 from codeplan.data import (SAMPLE_PLANS, SAMPLE_PROBLEMS, detect_format, load_folder_plans, load_problems)
+from codeplan.data.humaneval import split_check
 from codeplan.data.public_tests import assert_tests, call_tests, stdin_examples
 from codeplan.errors import InputError, SetupError
 from codeplan.problems import Problem, TestCase, read_problems, write_problems
@@ -261,8 +262,61 @@ def test_humaneval(tmp_path):
     assert p.id == "HumanEval/0" and p.kind == "assert" and p.starter_code == HE_PROMPT
     assert p.solutions == [HE_PROMPT + "    return x + 1\n"]
     assert p.public_tests == [TestCase(input="assert inc(1) == 2"), TestCase(input="assert inc(-1) == 0")]
-    assert len(p.hidden_tests) == 1 and p.hidden_tests[0].input.rstrip().endswith("check(inc)")
+    # check()'s one assertion, calling the entry point by name (so the judge can split it).
+    assert p.hidden_tests == [TestCase(input="assert inc(3) == 4")] and p.test_setup == ""
     assert p.statement.startswith("Add one.") and "def inc" not in p.statement
+
+
+HE_CHECK = '''
+import math
+
+METADATA = {"author": "jt"}
+
+
+def check(candidate):
+    """Docstring."""
+    import string
+    digits = string.digits
+    def near(a, b):
+        return math.isclose(a, b)
+    print
+    assert candidate(1) == 2, "This prints if this assert fails 1"
+    assert True, "nothing to test"
+    assert near(candidate(0.5), 1.5)
+    assert candidate(int(digits[9])) == 10
+    assert not candidate(-1)
+'''
+
+
+def test_humaneval_check_splits_into_one_test_per_assertion():
+    setup, tests = split_check(HE_CHECK, "inc")
+    assert tests == ["assert inc(1) == 2", "assert near(inc(0.5), 1.5)", "assert inc(int(digits[9])) == 10",
+                     "assert not inc(-1)"]
+    # The module's code and what check() runs before its first assertion, none of its assertions.
+    assert setup.splitlines()[:3] == ["import math", "METADATA = {'author': 'jt'}", "import string"]
+    assert "digits = string.digits" in setup and "def near(a, b):" in setup and "assert" not in setup
+    assert "candidate" not in setup + "".join(tests)
+    namespace: dict = {}
+    exec("def inc(x):\n    return x + 1\n" + setup + "\n".join(tests), namespace)  # they hold for a right program
+
+
+@pytest.mark.parametrize("body", [
+    "for x in range(3):\n        assert candidate(x) == x + 1",  # a loop
+    "assert candidate(1) == 2\n    lst = [1, 2]\n    assert candidate(lst[0]) == 2",  # assigned between asserts
+    "lst = [1]\n    assert candidate(lst) == [2]\n    assert lst == [1]",  # a call may mutate it for the next
+    "assert (y := candidate(1)) == 2\n    assert y == 2",  # walrus binds for later asserts
+    "x = candidate(1)\n    assert x == 2",  # the program would run once per test in the setup
+    "assert candidate(1) == 2\n    import inc",  # rebinds the entry point
+    "try:\n        assert candidate(1) == 2\n    except ValueError:\n        pass",
+    "assert True",  # nothing left to test
+    "yield\n    assert candidate(1) == 99",  # a generator: the benchmark never ran this assert
+])
+def test_humaneval_check_that_does_not_decompose_stays_whole(tmp_path, body):
+    test = f"def check(candidate):\n    {body}\n"
+    assert split_check(test, "inc") is None
+    path = write_jsonl(tmp_path / "he.jsonl", [{**HUMANEVAL[0], "test": test}])
+    (p,) = load(path)
+    assert p.hidden_tests == [TestCase(input=f"{test.rstrip()}\n\ncheck(inc)\n")] and p.test_setup == ""
 
 
 def test_humanevalplus_and_mbppplus(tmp_path):

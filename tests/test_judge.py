@@ -187,6 +187,23 @@ def test_mbpp_canonical_code_passes(judge, shared_data):
     assert all(r.passed for r in results), [(p.id, r.verdict, r.detail) for p, r in zip(sample, results) if not r.passed]
 
 
+def test_humaneval_canonical_solutions_pass_their_split_assertions(judge):
+    """All 164 canonical solutions of the packaged HumanEval pass; check() is one test per assertion
+    where it decomposes (158 problems), and a program returning a wrong type fails every problem."""
+    from codeplan.config import DataConfig
+    from codeplan.data import load_problems
+
+    problems = load_problems(DataConfig(path="humaneval"))
+    good = judge.run([JudgeTask(problem=p, code=p.solutions[0]) for p in problems])
+    bad = judge.run([JudgeTask(problem=p, code=p.solutions[0] + f"\n\ndef {p.entry_point}(*args):\n    return object()\n")
+                     for p in problems])
+    assert len(problems) == 164 and all(r.passed for r in good), \
+        [(p.id, r.verdict, r.detail) for p, r in zip(problems, good) if not r.passed]
+    assert sum(p.hidden_tests[0].input.startswith("assert ") for p in problems) == 158
+    assert sum(r.tests_total for r in good) == 1116  # 1110 assertions + 6 whole check() tests
+    assert not any(r.passed for r in bad)
+
+
 @pytest.mark.shared_data
 def test_humaneval_plus_canonical_solutions_pass_base_and_plus(shared_data):
     from codeplan.config import DataConfig

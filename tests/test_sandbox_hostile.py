@@ -565,3 +565,55 @@ def test_a_key_in_the_users_keyring_does_not_reach_the_next_program():
     with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
         results = judge.run([JudgeTask(problem=problem, code=code) for _ in range(2)])
     assert [r.verdict for r in results] == ["pass"] * 2, results
+
+
+HUMANEVAL_CHEATS = {
+    # Equal to every expected value: `assert candidate(x) == True` and `== False` both hold.
+    "always_equal": """
+        class Yes:
+            def __eq__(self, other):
+                return True
+            __hash__ = object.__hash__
+        def has_close_elements(numbers, threshold):
+            return Yes()
+    """,
+    # The harness looks its exec/eval up in the builtins the program shares: the check never runs,
+    # and an evaluated expression comes back always-equal.
+    "patched_builtins": """
+        import builtins
+        class Yes:
+            def __eq__(self, other):
+                return True
+        builtins.exec = lambda *args, **kwargs: None
+        builtins.eval = lambda *args, **kwargs: Yes()
+        def has_close_elements(numbers, threshold):
+            return True
+    """,
+}
+
+
+def test_split_humaneval_assertions_cannot_be_passed_from_inside_the_program():
+    """HumanEval's check() run whole carries its expected values into the program's process, where
+    these programs make it pass. Loaded split into `assert f(x) == LITERAL` tests (evaluated in the
+    sandbox, compared in the judge), the same programs fail every test."""
+    import gzip
+    import json
+
+    from codeplan.config import DataConfig
+    from codeplan.data import load_problems
+    from codeplan.data.humaneval import packaged_humaneval_path
+
+    (split,) = load_problems(DataConfig(path="humaneval", limit=1))
+    with gzip.open(packaged_humaneval_path(), "rt") as file:
+        record = json.loads(file.readline())
+    assert split.id == record["task_id"] == "HumanEval/0" and len(split.hidden_tests) == 7
+    whole = split.model_copy(update={"test_setup": "", "hidden_tests": [
+        TestCase(input=f"{record['test']}\n\ncheck({record['entry_point']})\n")]})
+    codes = [split.solutions[0]] + [textwrap.dedent(code) for code in HUMANEVAL_CHEATS.values()]
+    with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
+        on_whole = judge.run([JudgeTask(problem=whole, code=code) for code in codes])
+        on_split = judge.run([JudgeTask(problem=split, code=code) for code in codes])
+    assert [r.verdict for r in on_whole] == ["pass"] * 3, on_whole  # the known limit of whole check() tests
+    assert on_split[0].verdict == "pass" and on_split[0].tests_passed == 7
+    for name, result in zip(HUMANEVAL_CHEATS, on_split[1:]):
+        assert result.verdict == "wrong_answer" and result.tests_passed == 0, (name, result)

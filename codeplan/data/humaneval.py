@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import copy
+import keyword
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,16 +189,138 @@ def _task_fields(record: dict[str, Any], path: str | Path, line: int | None) -> 
     return fields, fields.get("task_id", str), fields.get("prompt", str), fields.get("entry_point", str)
 
 
+def _reads(node: ast.AST) -> set[str]:
+    """The names `node` reads."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _binds(node: ast.AST) -> set[str]:
+    """The names `node` binds anywhere inside it (assignment targets, parameters, imports, defs)."""
+    names: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            names.add(n.id)
+        elif isinstance(n, ast.arg):
+            names.add(n.arg)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in n.names)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(n.name)
+    return names
+
+
+def _droppable(stmt: ast.stmt) -> bool:
+    """A statement of `check` that does nothing a verdict depends on: `pass`, a docstring or
+    comment string, `print` alone (HumanEval/129) or printing constants."""
+    if isinstance(stmt, ast.Pass):
+        return True
+    if not isinstance(stmt, ast.Expr):
+        return False
+    value = stmt.value
+    if isinstance(value, ast.Constant) or (isinstance(value, ast.Name) and value.id == "print"):
+        return True
+    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print"
+            and all(isinstance(arg, ast.Constant) for arg in value.args) and not value.keywords)
+
+
+class _Rename(ast.NodeTransformer):
+    """`candidate` -> the entry point's name, so an assertion runs without `check`."""
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.new = old, new
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return ast.copy_location(ast.Name(id=self.new, ctx=node.ctx), node) if node.id == self.old else node
+
+
+def split_check(test: str, entry_point: str) -> tuple[str, list[str]] | None:
+    """HumanEval's `test` (a module defining `check(candidate)`) as (setup, one assertion per
+    top-level `assert` of `check`, calling the entry point by name); None where `check` does not
+    decompose without changing what it tests.
+
+    The setup is the module's other code (e.g. METADATA) followed by the imports, assignments and
+    helper functions `check` runs before its first assertion. It runs in the program's namespace
+    after the program and before each assertion, as the whole test did. Assertion messages and
+    `assert True` (nothing to test) are dropped. Kept whole (None): loops and any other control
+    flow, assignments between assertions, a name bound in `check` and read by more than one
+    assertion (a call might change it for the next), walrus targets, `check` as a generator.
+    """
+    try:
+        module = ast.parse(test)
+    except (SyntaxError, ValueError):
+        return None
+    checks = [n for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+              and n.name == "check"]
+    if len(checks) != 1 or not isinstance(checks[0], ast.FunctionDef) \
+            or not entry_point.isidentifier() or keyword.iskeyword(entry_point):
+        return None
+    check = checks[0]
+    args = check.args
+    if check.decorator_list or args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg \
+            or args.defaults or len(args.args) != 1:
+        return None
+    param = args.args[0].arg
+    module_code = [n for n in module.body if n is not check]
+    if any("check" in _reads(n) | _binds(n) for n in module_code):
+        return None  # the module calls or redefines check itself
+    if any(isinstance(n, (ast.Yield, ast.YieldFrom, ast.Await, ast.NamedExpr, ast.Nonlocal, ast.Global))
+           for n in ast.walk(check)):
+        return None  # a generator check() never ran its asserts; := and scope statements change scopes
+    if any("check" in _reads(stmt) for stmt in check.body):
+        return None  # check is not in the setup
+    own = {param, entry_point}
+    setup: list[ast.stmt] = list(module_code)
+    assigned: set[str] = set()  # names the check body binds with a value (which a call could mutate)
+    asserts: list[ast.expr] = []
+    asserted = False  # past the first assertion
+    for stmt in check.body:
+        if isinstance(stmt, ast.Assert):
+            if _binds(stmt.test) & own:
+                return None
+            asserted = True
+            if not (isinstance(stmt.test, ast.Constant) and stmt.test.value):
+                asserts.append(stmt.test)
+        elif _droppable(stmt):
+            continue
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names = _binds(stmt)
+            if names & own or any(names & _reads(test) for test in asserts):
+                return None  # earlier assertions would now see a name they failed to find
+            setup.append(stmt)
+        elif isinstance(stmt, ast.Assign) and not asserted:
+            targets = [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+            if len(targets) != len(stmt.targets) or set(targets) & own or _reads(stmt.value) & own:
+                return None  # a mutated object, or the program called once per test in the setup
+            assigned.update(targets)
+            setup.append(stmt)
+        elif isinstance(stmt, ast.FunctionDef) and not asserted:
+            if stmt.decorator_list or stmt.name in own or param in _reads(stmt):
+                return None  # a helper of check's own (`candidate` is not bound in the setup)
+            setup.append(stmt)
+        else:
+            return None
+    if not asserts or any(sum(name in _reads(test) for test in asserts) > 1 for name in assigned):
+        return None
+    tests = [f"assert {ast.unparse(_Rename(param, entry_point).visit(copy.deepcopy(test)))}" for test in asserts]
+    return "".join(ast.unparse(stmt) + "\n" for stmt in setup), tests
+
+
 def humaneval_from_record(record: dict[str, Any], *, path: str | Path, line: int | None) -> Problem:
     fields, task_id, prompt, entry = _task_fields(record, path, line)
     test = fields.get("test", str)
     solution = fields.get("canonical_solution", str, required=False, default="")
+    split = split_check(test, entry)
+    if split is not None:
+        # One hidden test per assertion of check(); `assert f(x) == LITERAL` is then compared in
+        # the judge (see split_assert), so its expected value never enters the program's process.
+        setup, hidden = split[0], [TestCase(input=source) for source in split[1]]
+    else:
+        # One hidden test: the benchmark's check() function, called on the entry point.
+        setup, hidden = "", [TestCase(input=f"{test.rstrip()}\n\ncheck({entry})\n")]
     return Problem(
         id=task_id, source="humaneval", statement=docstring_statement(prompt, entry), starter_code=prompt,
         kind="assert", entry_point=entry, solutions=[_full_program(prompt, solution, entry)] if solution else [],
-        public_tests=assert_tests(prompt, entry),
-        # One hidden test: the benchmark's check() function, called on the entry point.
-        hidden_tests=[TestCase(input=f"{test.rstrip()}\n\ncheck({entry})\n")])
+        public_tests=assert_tests(prompt, entry), hidden_tests=hidden, test_setup=setup)
 
 
 def load_humaneval(path: Path, invalid: InvalidRecords) -> Iterator[Problem]:
