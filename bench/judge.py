@@ -11,7 +11,10 @@ as the judge. Two baselines, neither sandboxed:
   per run:     one `python` per run of the program, the way a contest judge runs a script:
                `python prog.py < test.in` for each test of a stdin program; an assertion program
                runs with all its asserts in one process (so it is the same as per program).
-Prints programs/s of each and the ratios, for APPS, MBPP and all programs.
+Both do the judge's APPS work too (the harness's pre-imported names, function wrapping), so all
+sides reach the same verdicts. Prints programs/s of each and the ratios, for APPS, MBPP and all
+programs, and a ceiling: the per-program baseline's CPU time over the programs' own, which no
+harness can beat.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -178,6 +182,12 @@ def baseline_runs(problem: Problem, code: str, timeout: float, scratch: Path) ->
     return passed
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's waited-for children (each baseline interpreter)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(fn: Callable[[], list]) -> tuple[float, list]:
     started = time.perf_counter()
     values = fn()
@@ -208,14 +218,20 @@ def throughput(args: argparse.Namespace) -> None:
             judge_s, results = timed(lambda: judge.run([JudgeTask(problem=p, code=c) for p, c in group]))
             limit = lambda problem: args.timeout or default_timeout(problem)  # noqa: E731
             with ThreadPoolExecutor(workers) as pool:
+                before = children_cpu()
                 program_s, per_program = timed(lambda: list(pool.map(
                     lambda item: baseline_one(item[0], item[1], limit(item[0])), group)))
+                baseline_cpu = children_cpu() - before
                 if args.baseline == "both":
                     run_s, per_run = timed(lambda: list(pool.map(
                         lambda item: baseline_runs(item[0], item[1], limit(item[0]), scratch), group)))
             line = (f"{name}: {len(group)} programs, {sum(len(p.hidden_tests) for p, _ in group)} tests, {workers} workers | "
                     f"judge (sandboxed) {len(group) / judge_s:.1f} programs/s ({sum(r.passed for r in results)} pass) | "
                     f"python per program {len(group) / program_s:.1f}/s ({sum(per_program)} pass): {program_s / judge_s:.1f}x")
+            # The programs' own CPU time is paid however they are run: a harness that cost nothing
+            # would still be at most this many times faster than the per-program baseline.
+            work = sum(r.cpu_seconds for r in results)
+            line += f" (ceiling for any harness: {baseline_cpu / work:.1f}x)" if work > 0 else ""
             if args.baseline == "both":
                 line += f" | python per run {len(group) / run_s:.1f}/s ({sum(per_run)} pass): {run_s / judge_s:.1f}x"
             print(line, flush=True)
