@@ -225,6 +225,8 @@ def evaluate(
     k: Annotated[Optional[str], typer.Option(help="Comma-separated k for pass@k.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Programs judged at once (default: all cores).")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="CPU seconds per test.")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help=(
+        "CPU limit per problem from its reference solution's own times: max(1 s, 4 x its slowest test)."))] = False,
     unsafe_no_sandbox: Annotated[bool, typer.Option("--unsafe-no-sandbox", help="Run programs without isolation.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exact output comparison instead of the APPS harness's leniency.")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Verdict cache (JSONL; default: OUT.cache.jsonl).")] = None,
@@ -241,7 +243,7 @@ def evaluate(
     data_flags = {k: v for k, v in _data(data, format, split, difficulty, limit, skip_invalid).items() if v is not None}
     cfg = EvaluateConfig.load(
         config, data=data_flags,
-        samples=str(samples), out=str(out), workers=workers, timeout=timeout,
+        samples=str(samples), out=str(out), workers=workers, timeout=timeout, calibrate=calibrate or None,
         k=parse_k(k) if k else None, unsafe_no_sandbox=unsafe_no_sandbox or None, strict=strict or None,
         cache=str(cache) if cache else None, memory_mb=memory_mb, tests=tests, progress=progress)
     run_evaluate(cfg)

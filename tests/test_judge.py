@@ -218,3 +218,32 @@ def test_humaneval_plus_canonical_solutions_pass_base_and_plus(shared_data):
                          for p in sample])
     assert all(r.passed for r in good), [(p.id, r.verdict, r.detail) for p, r in zip(sample, good) if not r.passed]
     assert not any(r.passed for r in bad)
+
+
+# A reference that spins for about 0.1 s of CPU on each test, and a program that never stops.
+SPIN = "import time\nstart = time.process_time()\nwhile time.process_time() - start < {seconds}:\n    pass\n"
+SLOW_SUM = Problem(id="slow-sum", statement="", kind="stdin",
+                   solutions=[SPIN.format(seconds=0.1) + "a, b = map(int, input().split())\nprint(a + b)\n"],
+                   public_tests=[TestCase(input="1 2\n", output="3\n")],
+                   hidden_tests=[TestCase(input="1 2\n", output="3\n"), TestCase(input="5 5\n", output="10\n")])
+
+
+def test_calibrated_limits_follow_the_reference_solutions_time():
+    with Judge(JudgeConfig(workers=1, calibrate=True, calibrate_factor=4.0, calibrate_min=0.3)) as calibrated:
+        forever = run_one(calibrated, SLOW_SUM, "while True:\n    pass\n", early_exit=True)
+        limit = calibrated.limits(SLOW_SUM)["cpu"]
+        # 4 x the reference's ~0.1 s (more on a loaded machine), far below the 4 s APPS default.
+        assert 0.35 < limit < 2.0
+        assert forever.verdict == "timeout" and forever.cpu_seconds < limit * 1.5
+        # A program twice as slow as the reference is within the calibrated limit.
+        twice = SPIN.format(seconds=0.2) + "a, b = map(int, input().split())\nprint(a + b)\n"
+        assert run_one(calibrated, SLOW_SUM, twice).verdict == "pass"
+        # A reference that fails every test says nothing about time: the default stays.
+        broken = SLOW_SUM.model_copy(update={"id": "broken", "solutions": ["print(0)\n"]})
+        assert run_one(calibrated, broken, "print(0)\n").verdict == "wrong_answer"
+        assert calibrated.limits(broken)["cpu"] == 4.0
+        # Without a reference solution: the default.
+        assert calibrated.limits(SUM)["cpu"] == 4.0
+    with Judge(JudgeConfig(workers=1, calibrate=True, timeout=0.5)) as fixed:  # an explicit timeout wins
+        run_one(fixed, SLOW_SUM, "print(3)\n")
+        assert fixed.limits(SLOW_SUM)["cpu"] == 0.5

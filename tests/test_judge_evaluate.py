@@ -99,3 +99,29 @@ def test_cli_evaluate(workspace):
     assert set(json.loads((workspace / "cli.json").read_text())["pass_at_k"]) == {"1", "2"}
     bad = runner.invoke(app, args + ["--k", "one"])
     assert bad.exit_code == 2 and "k" in bad.output
+
+
+def test_calibrated_evaluation_times_each_reference_once_and_resumes_with_it(tmp_path, monkeypatch):
+    reference = ("import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.1:\n    pass\n"
+                 "a, b = map(int, input().split())\nprint(a + b)\n")
+    write_problems(tmp_path / "problems.jsonl", [Problem(
+        id="add", statement="Add.", kind="stdin", solutions=[reference],
+        hidden_tests=[TestCase(input="1 2\n", output="3\n"), TestCase(input="2 2\n", output="4\n")])])
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"problem_id": "add", "code": "while True:\n    pass\n"}) + "\n")
+    report = evaluate(config(tmp_path, calibrate=True))
+    assert report["verdicts"] == {"timeout": 1} and report["config"]["calibrate"] is True
+    cache = [json.loads(line) for line in (tmp_path / "results.json.cache.jsonl").read_text().splitlines()]
+    timings = [record for record in cache if "timing" in record]
+    assert len(timings) == 1 and 0.05 < timings[0]["cpu"] < 1.0
+    # Each of its 2 tests timed out at the 1 s floor (4 x 0.1 s is below it), not the 4 s APPS default.
+    assert next(record for record in cache if "key" in record)["result"]["cpu_seconds"] < 4.0
+
+    # A later run with a new sample reuses the measured time: the reference is not run again.
+    def no_second_timing(*args, **kwargs):
+        raise AssertionError("the reference was timed again")
+
+    monkeypatch.setattr(evaluate_module.Judge, "_timing_on", no_second_timing)
+    with samples.open("a") as handle:
+        handle.write(json.dumps({"problem_id": "add", "code": GOOD_ADD}) + "\n")
+    assert evaluate(config(tmp_path, calibrate=True))["verdicts"] == {"timeout": 1, "pass": 1}

@@ -2,8 +2,9 @@
 
 Verdicts are cached in an append-only JSONL file keyed by hash(program, tests, limits, mode), one
 record per judged sample, flushed as soon as it is known: a re-run is free and a killed evaluation
-resumes where it stopped. Expected outputs derived from reference solutions (HumanEval+/MBPP+) are
-cached in the same file.
+resumes where it stopped. Expected outputs derived from reference solutions (HumanEval+/MBPP+), and
+with `calibrate` the reference solutions' times, are cached in the same file, so a resumed run
+judges with the limits the first one measured.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class EvaluateConfig(StageConfig):
     k: list[int] = Field(default_factory=lambda: [1, 5, 10])
     workers: int | None = None
     timeout: float | None = None  # CPU seconds per test; None = per-benchmark default
+    calibrate: bool = False  # CPU limits from each problem's reference solution's own times (JudgeConfig.calibrate)
     unsafe_no_sandbox: bool = False
     strict: bool = False
     cache: str | None = None  # default: <out>.cache.jsonl beside `out`
@@ -84,23 +86,35 @@ def verdict_key(judge: Judge, problem: Problem, code: str, cfg: EvaluateConfig) 
         "public": [t.model_dump(mode="json") for t in problem.public_tests] if problem.outputs_from_solution else None,
         "reference": problem.solutions[:1] if problem.outputs_from_solution else None, "atol": problem.atol,
         "limits": judge.limits(problem), "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
-        "hide_asserts": judge.cfg.hide_assert_expected, "calibrate": judge.cfg.calibrate_factor,
+        "hide_asserts": judge.cfg.hide_assert_expected,
+        "calibrate": [judge.cfg.calibrate_factor, judge.cfg.calibrate_min] if judge.cfg.calibrate else judge.cfg.calibrate_factor,
         "arg_types": [problem.metadata.get(key) for key in ("tuple_args", "arg_types")] if problem.outputs_from_solution else None,
     }, sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def load_cache(path: Path) -> tuple[dict[str, dict], dict[str, tuple[list, float]]]:
-    verdicts: dict[str, dict] = {}
-    references: dict[str, tuple[list, float]] = {}
+class Cache:
+    """What the cache file holds: verdicts by key; reference outputs (and their slowest test's
+    CPU seconds) and reference times by the reference run's key."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[str, dict] = {}
+        self.references: dict[str, tuple[list, float]] = {}
+        self.timings: dict[str, float] = {}
+
+
+def load_cache(path: Path) -> Cache:
+    cache = Cache()
     if not path.exists():
-        return verdicts, references
+        return cache
     for _, record in iter_jsonl(path, skip_torn_tail=True):
         if "key" in record and isinstance(record.get("result"), dict):
-            verdicts[record["key"]] = record["result"]
+            cache.verdicts[record["key"]] = record["result"]
         elif "reference" in record:
-            references[record["reference"]] = (decode_value(record["values"]), float(record.get("cpu", 0.0)))
-    return verdicts, references
+            cache.references[record["reference"]] = (decode_value(record["values"]), float(record.get("cpu", 0.0)))
+        elif "timing" in record:
+            cache.timings[record["timing"]] = float(record["cpu"])
+    return cache
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -110,9 +124,10 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     problems = {problem.id: problem for problem in load_problems(cfg.data)}
     samples = read_samples(cfg.samples, problems)
     judge_cfg = JudgeConfig(workers=cfg.workers, timeout=cfg.timeout, memory_mb=cfg.memory_mb,
-                            sandbox=not cfg.unsafe_no_sandbox, strict=cfg.strict)
+                            sandbox=not cfg.unsafe_no_sandbox, strict=cfg.strict, calibrate=cfg.calibrate)
     cache_file = cache_path(cfg)
-    cached, references = load_cache(cache_file)
+    stored = load_cache(cache_file)
+    cached = stored.verdicts
     judge = Judge(judge_cfg)
     keys = [verdict_key(judge, problems[pid], code, cfg) for pid, code in samples]
     todo, seen = [], set()
@@ -121,7 +136,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
             seen.add(key)
             todo.append(index)
     if todo:
-        _judge_missing(judge, cfg, samples, problems, keys, todo, cached, references, cache_file)
+        _judge_missing(judge, cfg, samples, problems, keys, todo, stored, cache_file)
     results = [ProgramResult(**cached[key]) for key in keys]
     report = summarize(cfg, samples, problems, results)
     write_json(cfg.out, report)
@@ -129,13 +144,16 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
 
 def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dict[str, Problem],
-                   keys: list[str], todo: list[int], cached: dict[str, dict], references: dict[str, tuple[list, float]],
-                   cache_file: Path) -> None:
+                   keys: list[str], todo: list[int], stored: Cache, cache_file: Path) -> None:
     from tqdm import tqdm
 
+    cached, references, timings = stored.verdicts, stored.references, stored.timings
     for problem in {samples[i][0]: problems[samples[i][0]] for i in todo}.values():
-        if problem.outputs_from_solution and judge._ref_key(problem) in references:
-            judge.set_reference_outputs(problem, *references[judge._ref_key(problem)])
+        key = judge._ref_key(problem) if problem.outputs_from_solution or cfg.calibrate else None
+        if problem.outputs_from_solution and key in references:
+            judge.set_reference_outputs(problem, *references[key])
+        elif key in timings:
+            judge.set_reference_time(problem, timings[key])
     tasks = [JudgeTask(problem=problems[samples[i][0]], code=samples[i][1], tests=cfg.tests) for i in todo]
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), desc="evaluate", unit="program",
                file=sys.stderr, dynamic_ncols=True, disable=not cfg.progress)
@@ -151,11 +169,16 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
 
         judge._prepare_references(tasks)
         for problem in {task.problem.id: task.problem for task in tasks}.values():
-            key = judge._ref_key(problem) if problem.outputs_from_solution else None
-            if key and key not in references and judge.reference_outputs(problem) is not None:
+            key = judge._ref_key(problem) if problem.outputs_from_solution or cfg.calibrate else None
+            if not key:
+                continue
+            if problem.outputs_from_solution and key not in references and judge.reference_outputs(problem) is not None:
                 references[key] = judge.reference_outputs(problem)
                 values, cpu = references[key]
                 cache.write({"reference": key, "values": encode_value(values), "cpu": cpu})
+            elif not problem.outputs_from_solution and key not in timings and judge.reference_time(problem) is not None:
+                timings[key] = judge.reference_time(problem)
+                cache.write({"timing": key, "cpu": timings[key]})
         try:
             judge.run(tasks, on_result=record)
         finally:
@@ -186,6 +209,6 @@ def summarize(cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dic
             for pid, rs in per_problem.items()
         },
         "config": {"samples": cfg.samples, "data": cfg.data.path, "k": cfg.k, "tests": cfg.tests,
-                   "timeout": cfg.timeout, "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
+                   "timeout": cfg.timeout, "calibrate": cfg.calibrate, "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
                    "memory_mb": cfg.memory_mb, "judge_version": JUDGE_VERSION},
     }

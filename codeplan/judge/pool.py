@@ -67,6 +67,12 @@ class JudgeConfig(BaseModel):
     # many times the reference's slowest test CPU time, when that is above the default (evalplus
     # sizes its limits from the reference's times the same way).
     calibrate_factor: float = 4.0
+    # Every problem with a reference solution: its CPU limit per test becomes
+    # max(calibrate_min, calibrate_factor x the reference's slowest passing test), measured here
+    # once per problem; problems without one (or whose reference passes no test) keep the default.
+    # Ignored when `timeout` is set.
+    calibrate: bool = False
+    calibrate_min: float = 1.0
 
 
 @dataclass
@@ -218,7 +224,8 @@ class Judge:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers: list[_Worker] = []
         self._reference_cache: dict[str, list[Any]] = {}
-        self._reference_cpu: dict[str, float] = {}
+        self._reference_cpu: dict[str, float] = {}  # the reference's slowest test; < 0: it passed none
+        self._ref_keys: dict[int, tuple[Problem, str]] = {}  # id(problem) -> key (the problem is held, so ids stay unique)
         self.started = False
         self._closing = False
 
@@ -365,20 +372,30 @@ class Judge:
 
     def limits(self, problem: Problem) -> dict[str, Any]:
         cpu = self.cfg.timeout or default_timeout(problem)
-        if self.cfg.timeout is None and problem.outputs_from_solution:
-            cpu = max(cpu, self.cfg.calibrate_factor * self._reference_cpu.get(self._ref_key(problem), 0.0))
+        if self.cfg.timeout is None and (problem.outputs_from_solution or self._calibrated(problem)):
+            measured = self._reference_cpu.get(self._ref_key(problem))
+            if self._calibrated(problem) and measured is not None and measured >= 0:
+                cpu = max(self.cfg.calibrate_min, self.cfg.calibrate_factor * measured)
+            elif problem.outputs_from_solution:
+                cpu = max(cpu, self.cfg.calibrate_factor * max(measured or 0.0, 0.0))
         memory = self.cfg.memory_mb or (EVALPLUS_MEMORY_MB if problem.outputs_from_solution else DEFAULT_MEMORY_MB)
         return {"cpu": cpu, "wall": cpu * self.cfg.wall_factor + 1.0, "memory_mb": memory,
                 "processes": self.cfg.max_processes, "open_files": self.cfg.open_files,
                 "output_bytes": int(self.cfg.output_mb * (1 << 20)), "file_mb": self.cfg.scratch_mb}
 
-    def _judge_on(self, worker: _Worker, task: JudgeTask, probing: bool = False) -> ProgramResult:
+    def _calibrated(self, problem: Problem) -> bool:
+        return self.cfg.calibrate and bool(problem.solutions)
+
+    def _judge_on(self, worker: _Worker, task: JudgeTask, probing: bool = False, limits: dict | None = None,
+                  test_cpu: list[float] | None = None) -> ProgramResult:
+        """Judge one program on `worker`: with the problem's limits unless `limits` is given; each
+        test's CPU seconds are appended to `test_cpu` when given."""
         problem = task.problem
         tests = self._tests(task)
         total = len(tests)
         if not tests:
             return ProgramResult("wrong_answer", False, 0, 0, f"problem {problem.id} has no {task.tests} tests")
-        limits = self.limits(problem)
+        limits = limits or self.limits(problem)
         compat = not self.cfg.strict
         job = {"op": "program", "code": task.code, "entry_point": problem.entry_point or "", "setup": problem.test_setup,
                "preamble": compat and problem.kind in ("stdin", "call") and not problem.outputs_from_solution,
@@ -409,6 +426,8 @@ class Judge:
                 if first_fail == "compile_error":
                     continue  # every test was sent: the remaining replies are read and dropped
                 cpu += raw["cpu"]
+                if test_cpu is not None:
+                    test_cpu.append(raw["cpu"])
                 try:
                     verdict, why = self._verdict(problem, message["mode"], raw, expected, limits)
                 except RecursionError:  # the worker bounds a returned value's depth; this is a backstop
@@ -524,8 +543,15 @@ class Judge:
         return ("pass", "") if ok else ("wrong_answer", f"returned {shown(value)}")
 
     # ------------------------------------------------------------------ HumanEval+/MBPP+ expected outputs
+    def _ref_key(self, problem: Problem) -> str:
+        """The reference run's identity: its code and every input (hashed once per problem object)."""
+        known = self._ref_keys.get(id(problem))
+        if known is None or known[0] is not problem:
+            known = self._ref_keys[id(problem)] = (problem, self._reference_key(problem))
+        return known[1]
+
     @staticmethod
-    def _ref_key(problem: Problem) -> str:
+    def _reference_key(problem: Problem) -> str:
         inputs = [t.input for t in problem.public_tests] + [t.input for t in problem.hidden_tests]
         blob = json.dumps([problem.solutions[:1], inputs, problem.entry_point, problem.metadata.get("tuple_args"),
                            problem.metadata.get("arg_types")],
@@ -547,19 +573,58 @@ class Judge:
         self._reference_cache[self._ref_key(problem)] = values
         self._reference_cpu[self._ref_key(problem)] = cpu
 
+    def reference_time(self, problem: Problem) -> float | None:
+        """Calibration: the reference's slowest passing test in CPU seconds (< 0: it passed none),
+        None when not measured yet."""
+        return self._reference_cpu.get(self._ref_key(problem))
+
+    def set_reference_time(self, problem: Problem, cpu: float) -> None:
+        self._reference_cpu[self._ref_key(problem)] = cpu
+
     def _prepare_references(self, tasks: list[JudgeTask]) -> None:
-        """Expected outputs of HumanEval+/MBPP+ problems: the first reference solution's, run here once."""
+        """Expected outputs of HumanEval+/MBPP+ problems (the first reference solution's), and with
+        `calibrate` the other problems' reference times: each run here once per problem."""
         todo: dict[str, Problem] = {}
+        to_time: dict[str, Problem] = {}
         for task in tasks:
             problem = task.problem
             if problem.outputs_from_solution and self._ref_key(problem) not in self._reference_cache:
                 if not problem.solutions:
                     raise SetupError(f"problem {problem.id}: outputs_from_solution is set but it has no reference solution")
                 todo[self._ref_key(problem)] = problem
+            elif (self._calibrated(problem) and self.cfg.timeout is None and not problem.outputs_from_solution
+                  and self._ref_key(problem) not in self._reference_cpu):
+                to_time[self._ref_key(problem)] = problem
         if todo:
             computed = self._map(list(todo.values()), self._reference_values)
             for key, (values, cpu) in zip(todo, computed):
                 self._reference_cache[key], self._reference_cpu[key] = values, cpu
+        if to_time:
+            for key, cpu in zip(to_time, self._map(list(to_time.values()), self._reference_timing)):
+                self._reference_cpu[key] = cpu
+
+    def _reference_timing(self, problem: Problem) -> float:
+        worker = self._idle.get()
+        try:
+            return self._timing_on(worker, problem)
+        except (WorkerError, ValueError, KeyError):
+            worker = self._replace(worker)
+            return self._timing_on(worker, problem)
+        finally:
+            self._idle.put(worker)
+
+    def _timing_on(self, worker: _Worker, problem: Problem) -> float:
+        """The first reference solution on every test (public and hidden) with room to finish: its
+        slowest passing test's CPU seconds, or -1 when it passes none (a broken reference says
+        nothing about how long a test should take)."""
+        everything = problem.model_copy(update={"public_tests": [], "hidden_tests": [*problem.public_tests, *problem.hidden_tests]})
+        limits = self.limits(problem)
+        limits["cpu"] = max(limits["cpu"], 20.0)
+        limits["wall"] = limits["cpu"] * self.cfg.wall_factor + 1.0
+        times: list[float] = []
+        result = self._judge_on(worker, JudgeTask(problem=everything, code=problem.solutions[0]), limits=limits, test_cpu=times)
+        passing = [cpu for cpu, verdict in zip(times, result.test_verdicts) if verdict == "pass"]
+        return max(passing) if passing else -1.0
 
     def _reference_values(self, problem: Problem) -> tuple[list[Any], float]:
         worker = self._idle.get()
