@@ -596,50 +596,44 @@ class Judge:
                   and self._ref_key(problem) not in self._reference_cpu):
                 to_time[self._ref_key(problem)] = problem
         if todo:
-            computed = self._map(list(todo.values()), self._reference_values)
+            computed = self._map(list(todo.values()), lambda problem: self._on_a_worker(self._reference_on, problem))
             for key, (values, cpu) in zip(todo, computed):
                 self._reference_cache[key], self._reference_cpu[key] = values, cpu
         if to_time:
-            for key, cpu in zip(to_time, self._map(list(to_time.values()), self._reference_timing)):
+            timed = self._map(list(to_time.values()), lambda problem: self._on_a_worker(self._timing_on, problem))
+            for key, cpu in zip(to_time, timed):
                 self._reference_cpu[key] = cpu
 
-    def _reference_timing(self, problem: Problem) -> float:
+    def _on_a_worker(self, run: Callable[[_Worker, Problem], Any], problem: Problem) -> Any:
+        """`run(worker, problem)` on an idle worker; once more on a fresh one if that worker broke."""
         worker = self._idle.get()
         try:
-            return self._timing_on(worker, problem)
+            return run(worker, problem)
         except (WorkerError, ValueError, KeyError):
             worker = self._replace(worker)
-            return self._timing_on(worker, problem)
+            return run(worker, problem)
         finally:
             self._idle.put(worker)
+
+    def _reference_limits(self, problem: Problem) -> dict[str, Any]:
+        limits = self.limits(problem)
+        limits["cpu"] = max(limits["cpu"], 20.0)  # the reference is trusted to finish; give it room
+        limits["wall"] = limits["cpu"] * self.cfg.wall_factor + 1.0
+        return limits
 
     def _timing_on(self, worker: _Worker, problem: Problem) -> float:
         """The first reference solution on every test (public and hidden) with room to finish: its
         slowest passing test's CPU seconds, or -1 when it passes none (a broken reference says
         nothing about how long a test should take)."""
         everything = problem.model_copy(update={"public_tests": [], "hidden_tests": [*problem.public_tests, *problem.hidden_tests]})
-        limits = self.limits(problem)
-        limits["cpu"] = max(limits["cpu"], 20.0)
-        limits["wall"] = limits["cpu"] * self.cfg.wall_factor + 1.0
         times: list[float] = []
-        result = self._judge_on(worker, JudgeTask(problem=everything, code=problem.solutions[0]), limits=limits, test_cpu=times)
+        result = self._judge_on(worker, JudgeTask(problem=everything, code=problem.solutions[0]),
+                                limits=self._reference_limits(problem), test_cpu=times)
         passing = [cpu for cpu, verdict in zip(times, result.test_verdicts) if verdict == "pass"]
         return max(passing) if passing else -1.0
 
-    def _reference_values(self, problem: Problem) -> tuple[list[Any], float]:
-        worker = self._idle.get()
-        try:
-            return self._reference_on(worker, problem)
-        except (WorkerError, ValueError, KeyError):
-            worker = self._replace(worker)
-            return self._reference_on(worker, problem)
-        finally:
-            self._idle.put(worker)
-
     def _reference_on(self, worker: _Worker, problem: Problem) -> tuple[list[Any], float]:
-        limits = self.limits(problem)
-        limits["cpu"] = max(limits["cpu"], 20.0)  # the reference is trusted to finish; give it room
-        limits["wall"] = limits["cpu"] * self.cfg.wall_factor + 1.0
+        limits = self._reference_limits(problem)
         tests = [*problem.public_tests, *problem.hidden_tests]
         job = {"op": "program", "code": problem.solutions[0], "entry_point": problem.entry_point or "", "setup": "",
                "preamble": False, "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": len(tests),
