@@ -617,3 +617,30 @@ def test_split_humaneval_assertions_cannot_be_passed_from_inside_the_program():
     assert on_split[0].verdict == "pass" and on_split[0].tests_passed == 7
     for name, result in zip(HUMANEVAL_CHEATS, on_split[1:]):
         assert result.verdict == "wrong_answer" and result.tests_passed == 0, (name, result)
+
+
+def test_truth_assertions_do_not_tell_the_program_which_truth_value_is_wanted():
+    """`assert f(x)` and `assert not f(x)` both reach the program as `not not (f(x))`: a program
+    that reads its caller's code to see which one it is in passes every such test when they run
+    whole, and only half of them split."""
+    from codeplan.judge.pool import split_assert
+
+    tests = ["assert below([1, 2, 4, 10], 100)", "assert not below([1, 20, 4, 10], 5)",
+             "assert below([1, 20, 4, 10], 21)", "assert not below([1, 8, 4, 10], 10)"]
+    cheat = textwrap.dedent("""
+        import dis, sys
+        def below(numbers, threshold):
+            # `assert not below(...)` compiles to a jump taken when the result is false.
+            caller = sys._getframe(1).f_code
+            return not any(ins.opname.endswith("IF_FALSE") for ins in dis.get_instructions(caller))
+    """)
+    honest = "def below(numbers, threshold):\n    return all(n < threshold for n in numbers)\n"
+    problem = Problem(id="below", statement="", kind="assert", entry_point="below",
+                      hidden_tests=[TestCase(input=test) for test in tests])
+    assert [split_assert(test)[1] for test in tests] == [True, False, True, False]
+    with Judge(JudgeConfig(workers=1, timeout=2.0, hide_assert_expected=False)) as whole:
+        assert whole.run([JudgeTask(problem=problem, code=cheat)])[0].verdict == "pass"  # the cheat works on whole asserts
+    with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
+        honest_result, cheat_result = judge.run([JudgeTask(problem=problem, code=code) for code in (honest, cheat)])
+    assert honest_result.verdict == "pass" and honest_result.tests_passed == 4
+    assert cheat_result.verdict == "wrong_answer" and cheat_result.tests_passed == 2

@@ -193,7 +193,8 @@ def default_timeout(problem: Problem) -> float:
 
 @functools.lru_cache(maxsize=1 << 16)  # every program of a problem has the same tests: parse each once
 def split_assert(source: str) -> tuple[str, Any] | None:
-    """`assert EXPR == LITERAL` -> (EXPR source, literal value); None when the test has another shape.
+    """`assert EXPR == LITERAL` -> (EXPR source, literal value); `assert CALL` / `assert not CALL`
+    -> ("not not (CALL)", True / False); None when the test has another shape.
     (The value is shared between calls: never mutate it.)"""
     try:
         tree = ast.parse(source.strip())
@@ -202,6 +203,12 @@ def split_assert(source: str) -> tuple[str, Any] | None:
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert) or tree.body[0].msg is not None:
         return None
     test = tree.body[0].test
+    negated = isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)
+    call = test.operand if negated else test
+    if isinstance(call, ast.Call):
+        # Both forms send the same code, so the program cannot read which truth value is wanted;
+        # `not` (which nothing can rebind) turns the program's value into a real bool in its own process.
+        return f"not not ({ast.unparse(call)})", not negated
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
         return None
     left, right = test.left, test.comparators[0]
