@@ -27,7 +27,7 @@ from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
 from codeplan.problems import Problem
 
 # Bump when a change to the judge can change verdicts: old cache records are then ignored.
-JUDGE_VERSION = 2
+JUDGE_VERSION = 3
 
 
 class EvaluateConfig(StageConfig):
