@@ -63,6 +63,10 @@ def test_evalplus_float_tolerance():
 
 def test_split_assert_hides_the_expected_value():
     assert split_assert("assert f(1, 2) == [3, 4]") == ("f(1, 2)", [3, 4])
+    # Truth assertions: the same code either way, the wanted truth value stays in the judge.
+    assert split_assert("assert f([1, 2], 'a')") == ("not not (f([1, 2], 'a'))", True)
+    assert split_assert("assert not f(3)") == ("not not (f(3))", False)
+    assert split_assert("assert not f(g(3))") is None
     assert split_assert("assert (1, 2) == g(x)") == ("g(x)", (1, 2))
     assert split_assert("assert math.isclose(f(1), 2.0)") is None
     assert split_assert("assert f(1) == y") is None
