@@ -67,7 +67,15 @@ def test_split_assert_hides_the_expected_value():
     assert split_assert("assert f([1, 2], 'a')") == ("not not (f([1, 2], 'a'))", True)
     assert split_assert("assert not f(3)") == ("not not (f(3))", False)
     assert split_assert("assert not f(g(3))") is None
+    # Expected sides the judge computes itself; a literal assertion message is ignored.
+    assert split_assert("assert tuple(f([3, 1])) == tuple([1, 3])") == ("tuple(f([3, 1]))", (1, 3))
+    assert split_assert("assert f(7) == (3 + 5 + 7, 3 * 5 * 7)") == ("f(7)", (15, 105))
+    assert split_assert("assert f(3) == 2.0 / 3.0") == ("f(3)", 2.0 / 3.0)
+    assert split_assert("assert f([-1, 4]) == -1,-6") == ("f([-1, 4])", -1)
+    for unsafe in ("assert f(1) == 2 ** 10 ** 10", "assert f(1) == 'a' * 10 ** 9", "assert f(1) == 1 / 0",
+                   "assert f(1) == len('ab')", "assert f(1) == 2, message"):
+        assert split_assert(unsafe) is None, unsafe
     assert split_assert("assert (1, 2) == g(x)") == ("g(x)", (1, 2))
     assert split_assert("assert math.isclose(f(1), 2.0)") is None
     assert split_assert("assert f(1) == y") is None
-    assert split_assert("assert f(1) == 2, 'message'") is None
+    assert split_assert("assert f(1) == 2, 'message'") == ("f(1)", 2)
