@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,14 +94,14 @@ def verdict_key(judge: Judge, problem: Problem, code: str, cfg: EvaluateConfig) 
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+@dataclass
 class Cache:
     """What the cache file holds: verdicts by key; reference outputs (and their slowest test's
     CPU seconds) and reference times by the reference run's key."""
 
-    def __init__(self) -> None:
-        self.verdicts: dict[str, dict] = {}
-        self.references: dict[str, tuple[list, float]] = {}
-        self.timings: dict[str, float] = {}
+    verdicts: dict[str, dict] = field(default_factory=dict)
+    references: dict[str, tuple[list, float]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def load_cache(path: Path) -> Cache:
