@@ -66,7 +66,7 @@ def fresh():
 try:
     code = compile(job["code"], "<program>", "exec")
 except SyntaxError:
-    code = compile(job["wrapped"], "<program>", "exec") if job["wrapped"] else None
+    code = None
 for test in job["tests"]:
     out = io.StringIO()
     try:
@@ -130,11 +130,23 @@ def programs(limit_apps: int, limit_mbpp: int, seed: int = 0) -> list[tuple[Prob
     return chosen
 
 
+def as_judged(problem: Problem, code: str) -> str:
+    """The program as the judge runs it: a stdin program that only compiles as a function body
+    (top-level `return`/`nonlocal`) wrapped in one, as the APPS harness does."""
+    if problem.kind != "stdin":
+        return code
+    try:
+        compile(code, "<program>", "exec")
+        return code
+    except SyntaxError:
+        return wrap_in_function(code)
+
+
 def baseline_one(problem: Problem, code: str, timeout: float) -> bool:
     tests = problem.hidden_tests
     apps = problem.kind in ("stdin", "call")  # the judge's APPS-compatible defaults for these kinds
-    job = {"kind": problem.kind, "code": code, "entry_point": problem.entry_point, "setup": problem.test_setup,
-           "preamble": APPS_PREAMBLE if apps else "", "wrapped": wrap_in_function(code) if problem.kind == "stdin" else "",
+    job = {"kind": problem.kind, "code": as_judged(problem, code), "entry_point": problem.entry_point,
+           "setup": problem.test_setup, "preamble": APPS_PREAMBLE if apps else "",
            "tests": [("\n".join(t.input) if isinstance(t.input, list) else t.input) if problem.kind == "stdin" else t.input
                      for t in tests]}
     try:
@@ -165,11 +177,7 @@ def baseline_runs(problem: Problem, code: str, timeout: float, scratch: Path) ->
                                   stdin=subprocess.DEVNULL).returncode == 0
         except subprocess.TimeoutExpired:
             return False
-    try:  # as the judge runs it: the APPS harness's imports first; wrapped if it only compiles so
-        compile(code, "<program>", "exec")
-    except SyntaxError:
-        code = wrap_in_function(code)
-    script.write_text(APPS_PREAMBLE + code, encoding="utf-8")
+    script.write_text(APPS_PREAMBLE + as_judged(problem, code), encoding="utf-8")  # the harness's imports first
     passed = True
     for test in tests:
         stdin = "\n".join(test.input) if isinstance(test.input, list) else str(test.input)
