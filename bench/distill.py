@@ -73,7 +73,7 @@ def main() -> None:
             summary = distill(DistillConfig(
                 data=DataConfig(path=str(data)), out=str(work / f"plans-c{concurrency}.jsonl"), teacher_url=url,
                 teacher_model="bench", concurrency=concurrency, max_tokens=args.max_tokens, temperature=0.0,
-                max_attempts=1, timeout=600, progress=False))
+                max_attempts=1, request_timeout=600, progress=False))
             rows.append({"concurrency": concurrency, "requests": summary["requests"], "seconds": summary["seconds"],
                          "requests_per_s": summary["requests_per_s"],
                          "completion_tokens_per_s": round(summary["completion_tokens"] / summary["seconds"], 1),

@@ -7,10 +7,10 @@ function, and `codeplan run` is the same configs nested under one file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from codeplan.errors import InputError
 
@@ -21,6 +21,20 @@ class StageConfig(BaseModel):
     """Base for all stage configs: unknown keys are errors, so a typo never passes silently."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    # Keys of earlier versions -> where the setting lives now ("" when it was removed, with the
+    # reason after a colon): an old config file or flag fails with the new spelling, never silently.
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_old_keys(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            for old, new in cls.renamed.items():
+                if old in values:
+                    raise ValueError(f"'{old}' was removed: {new.split(':', 1)[1].strip()}" if new.startswith(":")
+                                     else f"'{old}' is now '{new}'")
+        return values
 
     @classmethod
     def load(cls: type[C], path: str | Path | None = None, /, **overrides: Any) -> C:
@@ -68,15 +82,28 @@ def validate_config(cls: type[C], values: dict[str, Any], *, source: str) -> C:
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        raise InputError(first["msg"], path=source, field=field) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise InputError(message, path=source, field=field or None) from None
 
 
 class DataConfig(StageConfig):
     """Which problems a stage works on: a path (file, folder, `humaneval`, `hub:ID`) and a selection."""
 
-    path: str
-    format: str | None = None  # detected from the path when None
-    split: str | None = None
-    difficulty: list[str] | None = None
-    limit: int | None = None
-    skip_invalid: bool = False
+    path: str = Field(description="File, folder, 'sample', 'humaneval', or hub:DATASET_ID.",
+                      json_schema_extra={"flag": "--data"})
+    format: str | None = Field(None, description="Force the data format instead of detecting it.")
+    split: str | None = Field(None, description="Split to select (e.g. train, test).")
+    difficulty: list[str] | None = Field(None, description="Comma-separated difficulties to keep.")
+    limit: int | None = Field(None, ge=1, description="Keep at most this many problems.")
+    skip_invalid: bool = Field(False, description="Skip bad records with a counted warning.")
+
+
+class BackendConfig(StageConfig):
+    """How a local model generates (HF transformers, llama.cpp, vLLM): one group shared by distill's
+    local teacher, generate and serve. A server model (openai:URL) ignores it."""
+
+    batch_size: int = Field(16, ge=1, description="Sequences decoded together (prompts x n).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights' dtype for the HF backend (auto: the checkpoint's, float32 on CPU).")
+    threads: int | None = Field(None, ge=1, description="CPU threads (None: the library's default; 1 is fastest on a busy CPU).")
+    device: str | None = Field(None, description="HF backend device (cpu, cuda, cuda:1); default: cuda when present.")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -20,57 +19,65 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from codeplan.config import DataConfig, StageConfig
+from tqdm import tqdm
+
+from codeplan.config import BackendConfig, DataConfig, StageConfig
+from codeplan.data import load_problems
 from codeplan.errors import InputError, SetupError
 from codeplan.jsonl import JsonlAppender, iter_jsonl, write_json, write_jsonl
-from codeplan.llm.base import Completion, GenerationParams
+from codeplan.judge import Judge, JudgeConfig, JudgeTask
+from codeplan.llm import Completion, GenerationParams, load_generator
+from codeplan.llm.openai_compat import GenerationError, OpenAIGenerator
 from codeplan.problems import Problem
+from codeplan.prompts import backward_messages, forward_messages, verify_messages
+from codeplan.sanitize import extract_code, teacher_plan
 
 
 class DistillConfig(StageConfig):
+    renamed = {"timeout": "request_timeout", "batch_size": "backend.batch_size", "threads": "backend.threads",
+               "judge_workers": "judge.workers", "judge_timeout": "judge.timeout",
+               "unsafe_no_sandbox": "judge.sandbox (false)"}
+
     data: DataConfig
-    out: str
+    out: str = Field(description="plans.jsonl to write (appended to; re-runs resume).")
     # The teacher: an OpenAI-compatible server (teacher_url + teacher_model) or a local model spec.
-    teacher: str | None = None  # hf:MODEL (hub id, folder, .gguf, smollm2-135m-instruct) or vllm:MODEL
-    teacher_url: str | None = None
-    teacher_model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    teacher: str | None = Field(None, description="A local teacher: hf:MODEL (hub id, folder, .gguf, packaged name) or vllm:MODEL.")
+    teacher_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
+    teacher_model: str | None = Field(None, description="Model name on that server.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the server's API key.")
     # What to ask for.
-    forward: bool = False  # plan from the statement alone (the ablation); else backward from code
-    include_statement: bool = False  # backward prompt also shows the problem statement
-    solution_choice: Literal["first", "shortest", "all"] = "first"
-    max_solutions: int | None = Field(None, ge=1)  # per problem; None (or choice "all") = every solution
-    plans_per_solution: int = Field(1, ge=1)
-    temperature: float = Field(0.2, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(512, ge=1)
-    seed: int = 0
+    forward: bool = Field(False, description="Plan from the statement alone (the ablation); else backward from code.")
+    include_statement: bool = Field(False, description="Backward prompt also shows the problem statement.")
+    solution_choice: Literal["first", "shortest", "all"] = Field("first", description="Which solutions get plans.")
+    max_solutions: int | None = Field(None, ge=1, description="Reference solutions per problem that get plans (default: every one).")
+    plans_per_solution: int = Field(1, ge=1, description="Plans asked for per chosen solution.")
+    temperature: float = Field(0.2, ge=0.0, description="Teacher temperature (release: 0.2).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Teacher nucleus sampling.")
+    max_tokens: int = Field(512, ge=1, description="Longest plan, in tokens.")
+    seed: int = Field(0, description="Base seed (each unit gets its own from it).")
     # Throughput and faults.
-    concurrency: int = Field(8, ge=1)  # requests in flight (server teacher)
-    batch_size: int = Field(16, ge=1)  # sequences decoded together (local teacher)
-    threads: int | None = Field(None, ge=1)  # torch CPU threads (local teacher); 1 is fastest on a busy CPU
-    timeout: float = Field(120.0, gt=0)  # seconds per request
-    max_retries: int = Field(6, ge=0)  # per request, on 429 / 5xx / timeouts / dropped connections / garbage
-    backoff_base: float = Field(1.0, ge=0)
-    backoff_max: float = Field(60.0, ge=0)
-    max_attempts: int = Field(3, ge=1)  # answers per unit when the answer is empty, refused or not a plan
-    retry_failures: bool = True  # a re-run retries the units in the failures file
+    concurrency: int = Field(8, ge=1, description="Requests in flight (server teacher).")
+    request_timeout: float = Field(120.0, gt=0, description="Seconds per request (server teacher).")
+    max_retries: int = Field(6, ge=0, description="Per request, on 429 / 5xx / timeouts / dropped connections / garbage.")
+    backoff_base: float = Field(1.0, ge=0, description="First retry's back-off, seconds (doubles each retry).")
+    backoff_max: float = Field(60.0, ge=0, description="Longest back-off, seconds.")
+    max_attempts: int = Field(3, ge=1, description="Answers per unit when the answer is empty, refused or not a plan.")
+    retry_failures: bool = Field(True, description="A re-run retries the units in the failures file.")
     # Stop the run when this many units in a row failed for good (a teacher that is down would
     # otherwise cost every unit its full retry budget); 0 never stops.
-    max_consecutive_failures: int = Field(20, ge=0)
-    price_in: float | None = Field(None, ge=0)  # currency per 1M prompt tokens, for the cost line
-    price_out: float | None = Field(None, ge=0)  # currency per 1M completion tokens
+    max_consecutive_failures: int = Field(20, ge=0, description="Stop after this many units in a row failed for good (0: never).")
+    price_in: float | None = Field(None, ge=0, description="Currency per 1M prompt tokens, for the cost line.")
+    price_out: float | None = Field(None, ge=0, description="Currency per 1M completion tokens.")
     # Plan faithfulness check: code written from the plan alone must pass the problem's tests.
-    verify: bool = False
-    verify_model: str | None = None  # generator spec for the code writer (hf:..., openai:URL); default: the teacher
-    verify_model_name: str | None = None  # model name on the verify_model server (openai:URL)
-    verify_tests: Literal["hidden", "public"] = "hidden"
-    verify_with_statement: bool = False
-    verify_max_tokens: int = Field(1024, ge=1)
-    judge_workers: int | None = None
-    judge_timeout: float | None = None
-    unsafe_no_sandbox: bool = False
-    progress: bool = True
+    verify: bool = Field(False, description="Keep a plan only if code written from it passes the tests.")
+    verify_model: str | None = Field(None, description="Generator spec for the code writer (hf:..., openai:URL); default: the teacher.")
+    verify_model_name: str | None = Field(None, description="Model name on the verify_model server (openai:URL).")
+    verify_tests: Literal["hidden", "public"] = Field("hidden", description="Tests the --verify code must pass: hidden or public.")
+    verify_with_statement: bool = Field(False, description="Show the code writer the problem statement too.")
+    verify_max_tokens: int = Field(1024, ge=1, description="Longest program the code writer may write.")
+    progress: bool = Field(True, description="Show the progress bar.")
+    backend: BackendConfig = Field(default_factory=BackendConfig)  # a local teacher (and code writer)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, json_schema_extra={"flag_prefix": "judge-"})  # --verify programs
 
     @model_validator(mode="after")
     def _one_teacher(self) -> "DistillConfig":
@@ -79,96 +86,6 @@ class DistillConfig(StageConfig):
         if self.teacher_url and not self.teacher_model:
             raise ValueError("teacher_url needs teacher_model (the model name on that server)")
         return self
-
-
-# ---- turning the teacher's answer into a numbered plan -------------------------------------------
-
-_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```[ \t]*(?=\n|$)|\Z)", re.S)
-_CODE_LANGS = {"python", "py", "python3", "cpp", "c++", "c", "java", "javascript", "js", "go", "rust", "bash", "sh"}
-_NUMBERED = re.compile(r"^\s*(?:#{1,6}\s*)?(?:\*\*|__)?\s*(?:step\s*(\d+)|(\d+)\s*[.):])\s*(?:\*\*|__)?\s*[:.)\-–]?\s*(?:\*\*|__)?\s*(.*)$",
-                       re.I)
-_BULLET = re.compile(r"^\s*[-*•+]\s+(.*)$")
-_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i cannot|i'm unable|i am unable|as an ai)", re.I)
-_CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import |for .*:\s*$|while .*:\s*$|if .*:\s*$|return\b|print\(|\w+\s*=\s*\S)")
-
-
-def clean_plan(text: str, *, truncated: bool = False) -> tuple[str | None, str]:
-    """(numbered plan, "") or (None, reason). Preambles ("Here is the plan:"), code blocks and
-    closing chatter are dropped; "Step 1:", "1)", "**1.**" and bullets become "1. ", "2. ", ...
-    Text under a step (sub-bullets, wrapped lines) joins that step; a step repeated word for word is
-    kept once. `truncated` (the answer hit max_tokens) drops the unfinished last step."""
-    if not text or not text.strip():
-        return None, "empty answer"
-    # An unwrapped block is followed by a blank line: its end ends the list, so chatter after the
-    # closing fence does not join the last step.
-    body = _FENCE.sub(lambda m: "" if _is_code_block(m.group(1), m.group(2)) else f"\n{m.group(2)}\n\n", text)
-    lines = [line.rstrip() for line in body.replace("\r\n", "\n").split("\n")]
-    if not any(line.strip() for line in lines):
-        return None, "answer holds only code, no plan"
-    numbered = [i for i, line in enumerate(lines) if _NUMBERED.match(line)]
-    markers = numbered or [i for i, line in enumerate(lines) if _BULLET.match(line)]
-    if not markers:
-        if _REFUSAL.match(body):
-            return None, "refused: " + body.strip().split("\n")[0][:120]
-        steps = _prose_steps([line for line in lines if not _CODE_LINE.match(line)])
-        return _numbered(steps, truncated)
-    steps: list[str] = []
-    for k, start in enumerate(markers):
-        end = markers[k + 1] if k + 1 < len(markers) else len(lines)
-        head = _NUMBERED.match(lines[start]) if numbered else _BULLET.match(lines[start])
-        first = (head.group(3) if numbered else head.group(1)) if head else lines[start]
-        parts = [_unbold(first)]
-        for line in lines[start + 1:end]:
-            if not line.strip():
-                if k == len(markers) - 1:
-                    break  # after the last step, a blank line ends the plan: what follows is chatter
-                continue
-            sub = _BULLET.match(line)
-            after_sentence = not sub and not line[:1].isspace() and parts[-1].rstrip().endswith((".", "!", "?"))
-            if after_sentence and k == len(markers) - 1:
-                break  # a new sentence flush left after the last finished step: closing remarks
-            if after_sentence and line.rstrip().endswith(":"):
-                continue  # "Here it is again:" between steps introduces, it is not part of a step
-            parts.append(_unbold(sub.group(1) if sub else line.strip()))
-        step = " ".join(p for p in parts if p).strip()
-        if step:
-            steps.append(step)
-    return _numbered(steps, truncated)
-
-
-def _numbered(steps: list[str], truncated: bool) -> tuple[str | None, str]:
-    if truncated and len(steps) > 1:
-        steps = steps[:-1]
-    unique: list[str] = []
-    for step in steps:
-        if step not in unique:  # a small teacher that loops repeats whole steps
-            unique.append(step)
-    if not unique:
-        return None, "no plan in answer"
-    return "\n".join(f"{i}. {step}" for i, step in enumerate(unique, 1)), ""
-
-
-def _is_code_block(lang: str, content: str) -> bool:
-    if lang.lower() in _CODE_LANGS:
-        return True
-    if lang.lower() in ("", "text", "txt", "markdown", "md", "plaintext"):
-        rows = [line for line in content.split("\n") if line.strip()]
-        steps = sum(bool(_NUMBERED.match(r) or _BULLET.match(r)) for r in rows)
-        return steps == 0 and sum(bool(_CODE_LINE.match(r)) for r in rows) * 2 >= len(rows) > 0
-    return True
-
-
-def _unbold(text: str) -> str:
-    return re.sub(r"(\*\*|__)(.+?)\1", r"\2", text).strip().strip("*_").strip()
-
-
-def _prose_steps(lines: list[str]) -> list[str]:
-    """An answer without list markers: one step per paragraph line, or per sentence when it is one
-    paragraph. A lone line that introduces something ("Here is the plan:") is not a step."""
-    rows = [line.strip() for line in lines if line.strip() and not line.strip().endswith(":")]
-    if len(rows) == 1:
-        rows = [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", rows[0]) if s.strip()]
-    return [_unbold(r) for r in rows]
 
 
 # ---- work units ------------------------------------------------------------------------------------
@@ -292,20 +209,17 @@ class _Run:
         self.teacher = _make_teacher(cfg)
         self.verifier = self.teacher
         if cfg.verify and cfg.verify_model:
-            from codeplan.llm import load_generator
-
             options: dict[str, Any] = {}
             if cfg.verify_model.startswith("openai:"):
                 options = {"model": cfg.verify_model_name or cfg.teacher_model or "", "api_key_env": cfg.api_key_env,
-                           "concurrency": cfg.concurrency, "timeout": cfg.timeout, "max_retries": cfg.max_retries}
-            self.verifier = load_generator(cfg.verify_model, **options)
+                           "concurrency": cfg.concurrency, "timeout": cfg.request_timeout, "max_retries": cfg.max_retries}
+            self.verifier = load_generator(cfg.verify_model, cfg.backend, **options)
         self.judge: Any = None
         self.bar: Any = None
 
     # -- messages and parameters --
 
     def messages(self, unit: Unit) -> list[dict[str, str]]:
-        from codeplan.prompts import backward_messages, forward_messages
 
         if self.cfg.forward:
             return forward_messages(unit.problem)
@@ -331,7 +245,7 @@ class _Run:
         reasons = list(completion.finish_reasons) + ["?"] * len(completion.texts)
         for k, (index, text) in enumerate(zip(unit.plan_indices, completion.texts)):
             truncated = reasons[k] == "length"
-            plan, reason = clean_plan(text, truncated=truncated)
+            plan, reason = teacher_plan(text, truncated=truncated)
             if plan is None:
                 still.append(index)
                 unit.errors.append(f"{reason} | {text.strip()[:200]!r}" if text.strip() else reason)
@@ -386,8 +300,6 @@ class _Run:
     # -- verification --
 
     def verify_codes(self, problems: list[Problem], codes: list[str]) -> list[dict[str, Any]]:
-        from codeplan.judge import JudgeTask
-
         results = self.judge.run([JudgeTask(problem=p, code=c, tests=self.cfg.verify_tests, early_exit=True)
                                   for p, c in zip(problems, codes)])
         return [{"passed": bool(r.passed), "verdict": str(r.verdict), "tests_passed": int(r.tests_passed),
@@ -427,27 +339,17 @@ class _Run:
 
 def _make_teacher(cfg: DistillConfig) -> Any:
     if cfg.teacher_url:
-        from codeplan.llm.openai_compat import OpenAIGenerator
-
         return OpenAIGenerator(cfg.teacher_url, cfg.teacher_model or "", api_key_env=cfg.api_key_env,
-                               concurrency=cfg.concurrency, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                               concurrency=cfg.concurrency, timeout=cfg.request_timeout, max_retries=cfg.max_retries,
                                backoff_base=cfg.backoff_base, backoff_max=cfg.backoff_max)
-    from codeplan.llm import load_generator
-
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     spec = str(cfg.teacher)
     if spec.startswith("openai:"):
         raise InputError("use teacher_url and teacher_model for a server teacher", field="teacher")
-    return load_generator(spec, **({} if spec.startswith("vllm:") else {"batch_size": cfg.batch_size}))
+    return load_generator(spec, cfg.backend)
 
 
 def distill(cfg: DistillConfig) -> dict[str, Any]:
     """Write cfg.out (appending, resuming) and return the run's summary (also in <out>.summary.json)."""
-    from codeplan.data import load_problems
-
     problems = load_problems(cfg.data)
     direction = "forward" if cfg.forward else "backward"
     paths = side_paths(cfg.out)
@@ -462,10 +364,8 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
     failures_before = _drop_stale_failures(paths["failures"], direction, done) if cfg.retry_failures else None
     total = sum(len(u.plan_indices) for u in units)
     if cfg.progress and total:
-        from tqdm import tqdm
-
         run.bar = tqdm(total=total, desc=f"distill ({direction})", unit="plan", file=sys.stderr, dynamic_ncols=True)
-    judge_context = _judge(cfg) if cfg.verify and units else None
+    judge_context = Judge(cfg.judge) if cfg.verify and units else None
     try:
         with JsonlAppender(out) as plans, SideFile(paths["failures"]) as failures, \
                 SideFile(paths["rejected"]) as rejected:
@@ -506,24 +406,9 @@ def _drop_stale_failures(path: Path, direction: str, done: set[Key]) -> int:
     return retried
 
 
-def _judge(cfg: DistillConfig) -> Any:
-    try:
-        from codeplan.judge import Judge, JudgeConfig
-    except ImportError as err:
-        raise SetupError(f"--verify needs the judge (codeplan.judge): {err}") from None
-    options: dict[str, Any] = {"sandbox": not cfg.unsafe_no_sandbox}
-    if cfg.judge_workers is not None:
-        options["workers"] = cfg.judge_workers
-    if cfg.judge_timeout is not None:
-        options["timeout"] = cfg.judge_timeout
-    return Judge(JudgeConfig(**options))
-
-
 async def _run_async(run: _Run, plans: JsonlAppender, failures: SideFile, rejected: SideFile) -> None:
     """Server teacher: `concurrency` workers take units from a queue. Each answer is filed under
     the unit object that asked for it, so concurrency cannot misfile a plan."""
-    from codeplan.llm.openai_compat import GenerationError
-
     queue: asyncio.Queue[Unit] = asyncio.Queue()
     for unit in run.units:
         queue.put_nowait(unit)
@@ -532,9 +417,6 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: SideFile, reject
     in_a_row = [0]  # units that failed for good since the last answer
 
     async def verify(unit: Unit, good: list[tuple[int, str, dict[str, Any]]]) -> list[dict[str, Any] | None]:
-        from codeplan.prompts import verify_messages
-        from codeplan.sampling import extract_code
-
         verdicts: list[dict[str, Any] | None] = []
         for index, plan, _ in good:
             messages = verify_messages(unit.problem, plan, include_statement=run.cfg.verify_with_statement)
@@ -601,9 +483,7 @@ async def _run_async(run: _Run, plans: JsonlAppender, failures: SideFile, reject
 
 def _run_batched(run: _Run, plans: JsonlAppender, failures: SideFile, rejected: SideFile) -> None:
     """Local teacher: units go to the model in batches (their n answers share one prefill)."""
-    from codeplan.llm.openai_compat import GenerationError
-
-    per_batch = max(1, run.cfg.batch_size // run.cfg.plans_per_solution)
+    per_batch = max(1, run.cfg.backend.batch_size // run.cfg.plans_per_solution)
     pending = list(run.units)
     while pending:
         batch, pending = pending[:per_batch], pending[per_batch:]
@@ -645,9 +525,6 @@ def _local_chat(generator: Any, conversations: list[list[dict[str, str]]], param
 
 
 def _verify_batch(run: _Run, found: list[tuple[Unit, int, str, dict[str, Any]]]) -> list[dict[str, Any] | None]:
-    from codeplan.prompts import verify_messages
-    from codeplan.sampling import extract_code
-
     conversations = [verify_messages(u.problem, plan, include_statement=run.cfg.verify_with_statement)
                      for u, _, plan, _ in found]
     answers = _local_chat(run.verifier, conversations,

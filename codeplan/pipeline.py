@@ -30,14 +30,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
+from rich.console import Console
+from rich.markdown import Markdown
 
+import codeplan
 from codeplan.config import DataConfig, StageConfig, read_yaml, validate_config
+from codeplan.data import SAMPLE_PLANS
+from codeplan.distill import DistillConfig, distill
 from codeplan.errors import InputError, SetupError
+from codeplan.evaluate import EvaluateConfig, evaluate
+from codeplan.generate import GenerateConfig, generate
 from codeplan.jsonl import write_json
+from codeplan.report import write_report
+from codeplan.strategies import Strategy
+from codeplan.train import TrainConfig, train
 
 Mode = Literal["codeplan", "baseline"]
-Strategy = Literal["plan-sampling", "direct"]
+
+# What the pipeline fills in for each stage (from the run's data, folders and modes).
+FILLED = {"distill": {"data", "out"}, "train": {"data", "plans", "student", "out", "mode"},
+          "generate": {"data", "model", "out", "strategy"}, "evaluate": {"data", "samples", "out"}}
+
+
+def section_model(config: type[StageConfig], stage: str) -> type[StageConfig]:
+    """A run file's section for a stage: the stage's own config minus what the pipeline fills in,
+    so a section is checked field by field (types, unknown keys, old spellings) when the file loads."""
+    fields: dict[str, Any] = {name: (info.annotation, info) for name, info in config.model_fields.items()
+                              if name not in FILLED[stage]}
+    model = create_model(f"{config.__name__.removesuffix('Config')}Section", __base__=StageConfig, **fields)
+    model.renamed = config.renamed
+    return model
+
+
+DistillSection = section_model(DistillConfig, "distill")
+TrainSection = section_model(TrainConfig, "train")
+GenerateSection = section_model(GenerateConfig, "generate")
+EvaluateSection = section_model(EvaluateConfig, "evaluate")
 
 
 class RunData(StageConfig):
@@ -64,17 +93,28 @@ class RunConfig(StageConfig):
     seed: int = 0
     data: RunData
     plans: str | None = None  # existing plans.jsonl ("sample" = the bundled plans): no distillation
-    distill: dict[str, Any] = Field(default_factory=dict)  # DistillConfig fields except data, out
+    distill: DistillSection | None = None  # type: ignore[valid-type]
     student: str
     modes: list[Mode] = Field(default_factory=lambda: ["baseline", "codeplan"])
-    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields except data, plans, student, out, mode
+    train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
     train_launcher: TrainLauncher = Field(default_factory=TrainLauncher)
     strategies: dict[Mode, list[Strategy]] = Field(
         default_factory=lambda: {"baseline": ["direct"], "codeplan": ["plan-sampling"]})
-    generate: dict[str, Any] = Field(default_factory=dict)  # GenerateConfig fields except data, model, out, strategy
+    generate: GenerateSection = Field(default_factory=GenerateSection)  # type: ignore[valid-type]
     generate_backend: Literal["hf", "vllm"] = "hf"  # how the trained students are loaded for generation
-    evaluate: dict[str, Any] = Field(default_factory=dict)  # EvaluateConfig fields except data, samples, out
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)  # type: ignore[valid-type]
     print_report: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_filled(cls, values: Any) -> Any:
+        """A section setting a field the pipeline fills in gets an error saying so (not 'extra input')."""
+        if isinstance(values, dict):
+            for section, reserved in FILLED.items():
+                clash = reserved & set(values.get(section) or {})
+                if clash:
+                    raise ValueError(f"'{section}.{sorted(clash)[0]}' is set by the pipeline; remove it")
+        return values
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
@@ -87,14 +127,8 @@ class RunConfig(StageConfig):
                 raise ValueError(f"no generation strategy for mode '{mode}'")
         if "baseline" in self.modes and "plan-sampling" in self.strategies.get("baseline", []):
             raise ValueError("the baseline is trained on code only and cannot sample plans: use direct")
-        if self.plans is None and not self.distill:
+        if self.plans is None and self.distill is None:
             raise ValueError("give either `plans` (an existing plans.jsonl) or a `distill` section")
-        for section, reserved in (("distill", {"data", "out"}), ("train", {"data", "plans", "student", "out", "mode"}),
-                                  ("generate", {"data", "model", "out", "strategy"}),
-                                  ("evaluate", {"data", "samples", "out"})):
-            clash = reserved & set(getattr(self, section))
-            if clash:
-                raise ValueError(f"'{section}.{sorted(clash)[0]}' is set by the pipeline; remove it")
         return self
 
     # ---- where things go ----
@@ -107,8 +141,6 @@ class RunConfig(StageConfig):
         if self.plans is None:
             return self.run_dir / "plans.jsonl"
         if self.plans == "sample":
-            from codeplan.data import SAMPLE_PLANS
-
             return Path(SAMPLE_PLANS)
         return Path(self.plans)
 
@@ -123,30 +155,22 @@ class RunConfig(StageConfig):
 
     # ---- the stage configs, built from the sections (validation happens here) ----
 
-    def distill_config(self) -> Any:
-        from codeplan.distill import DistillConfig
-
-        values = {**self.distill, "data": self.data.train.model_dump(), "out": str(self.plans_path())}
+    def distill_config(self) -> DistillConfig:
+        values = {**_given(self.distill), "data": self.data.train.model_dump(), "out": str(self.plans_path())}
         return validate_config(DistillConfig, _with_seed(DistillConfig, values, self.seed), source=f"{self.name}: distill")
 
-    def train_config(self, mode: str) -> Any:
-        from codeplan.train import TrainConfig
-
-        values = {**self.train, "data": self.data.train.model_dump(), "plans": str(self.plans_path()),
+    def train_config(self, mode: str) -> TrainConfig:
+        values = {**_given(self.train), "data": self.data.train.model_dump(), "plans": str(self.plans_path()),
                   "student": self.student, "out": str(self.model_dir(mode)), "mode": mode}
         return validate_config(TrainConfig, _with_seed(TrainConfig, values, self.seed), source=f"{self.name}: train")
 
-    def generate_config(self, mode: str, strategy: str) -> Any:
-        from codeplan.sampling import GenerateConfig
-
-        values = {**self.generate, "data": self.data.test.model_dump(), "model": ("vllm:" if self.generate_backend == "vllm" else "") + str(self.model_dir(mode)),
+    def generate_config(self, mode: str, strategy: str) -> GenerateConfig:
+        values = {**_given(self.generate), "data": self.data.test.model_dump(), "model": ("vllm:" if self.generate_backend == "vllm" else "") + str(self.model_dir(mode)),
                   "out": str(self.samples_path(mode, strategy)), "strategy": strategy}
         return validate_config(GenerateConfig, _with_seed(GenerateConfig, values, self.seed), source=f"{self.name}: generate")
 
-    def evaluate_config(self, mode: str, strategy: str) -> Any:
-        from codeplan.judge.evaluate import EvaluateConfig
-
-        values = {**self.evaluate, "data": self.data.test.model_dump(), "samples": str(self.samples_path(mode, strategy)),
+    def evaluate_config(self, mode: str, strategy: str) -> EvaluateConfig:
+        values = {**_given(self.evaluate), "data": self.data.test.model_dump(), "samples": str(self.samples_path(mode, strategy)),
                   "out": str(self.results_path(mode, strategy))}
         return validate_config(EvaluateConfig, values, source=f"{self.name}: evaluate")
 
@@ -157,6 +181,11 @@ class RunConfig(StageConfig):
     def validate_stages(self) -> list["Stage"]:
         """Build every stage's config now, so a bad setting fails before any work is done."""
         return plan_stages(self)
+
+
+def _given(section: StageConfig | None) -> dict[str, Any]:
+    """The settings a run file gave in a section (defaults stay the stage's own)."""
+    return section.model_dump(mode="json", exclude_unset=True) if section is not None else {}
 
 
 def _with_seed(cls: type[StageConfig], values: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -198,7 +227,7 @@ def plan_stages(cfg: RunConfig) -> list[Stage]:
     if cfg.plans is None:
         distill_cfg = cfg.distill_config()
         stages.append(Stage("distill", "distill: teacher writes plans", distill_cfg, cfg.plans_path(),
-                            lambda: _call("codeplan.distill", "distill", distill_cfg)))
+                            lambda: distill(distill_cfg)))
     for mode in cfg.modes:
         train_cfg = cfg.train_config(mode)
         summary = cfg.model_dir(mode) / "train_summary.json"
@@ -207,23 +236,17 @@ def plan_stages(cfg: RunConfig) -> list[Stage]:
     for mode, strategy in cfg.runs():
         gen_cfg = cfg.generate_config(mode, strategy)
         stages.append(Stage(f"generate-{mode}-{strategy}", f"generate: {mode} model, {strategy}", gen_cfg,
-                            cfg.samples_path(mode, strategy), lambda c=gen_cfg: _call("codeplan.sampling", "generate", c)))
+                            cfg.samples_path(mode, strategy), lambda c=gen_cfg: generate(c)))
     for mode, strategy in cfg.runs():
         eval_cfg = cfg.evaluate_config(mode, strategy)
         stages.append(Stage(f"evaluate-{mode}-{strategy}", f"evaluate: {mode} model, {strategy}", eval_cfg,
-                            cfg.results_path(mode, strategy), lambda c=eval_cfg: _call("codeplan.judge.evaluate", "evaluate", c)))
+                            cfg.results_path(mode, strategy), lambda c=eval_cfg: evaluate(c)))
     return stages
-
-
-def _call(module: str, function: str, config: Any) -> Any:
-    import importlib
-
-    return getattr(importlib.import_module(module), function)(config)
 
 
 def _train(cfg: RunConfig, train_cfg: Any, mode: str) -> Any:
     if cfg.train_launcher.kind == "in-process":
-        return _call("codeplan.train", "train", train_cfg)
+        return train(train_cfg)
     return _launch_accelerate(cfg, train_cfg, mode)
 
 
@@ -290,8 +313,6 @@ def _mark_done(cfg: RunConfig, stage: Stage, seconds: float, cpu_seconds: float 
 
 
 def _versions() -> dict[str, str]:
-    import codeplan
-
     versions = {"codeplan": codeplan.__version__, "python": platform.python_version()}
     for name in ("torch", "transformers", "peft", "accelerate"):
         try:
@@ -306,8 +327,6 @@ def _versions() -> dict[str, str]:
 
 def run_pipeline(config: str | RunConfig) -> dict[str, Any]:
     """Run every stage not yet complete, then write and print the report. Returns run.json's content."""
-    from rich.console import Console
-
     console = Console(stderr=False)
     cfg = load_run_config(config) if not isinstance(config, RunConfig) else config
     stages = cfg.validate_stages()
@@ -333,7 +352,7 @@ def run_pipeline(config: str | RunConfig) -> dict[str, Any]:
         timings[stage.name] = {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "skipped": False}
         console.print(f"    finished in {seconds:.1f} s ({cpu:.1f} CPU s)")
     record = {"name": cfg.name, "run_dir": str(cfg.run_dir), "student": cfg.student,
-              "teacher": cfg.distill.get("teacher") or cfg.distill.get("teacher_model") if cfg.plans is None else None,
+              "teacher": (cfg.distill.teacher or cfg.distill.teacher_model) if cfg.distill is not None and cfg.plans is None else None,
               "plans": str(cfg.plans_path()), "train_data": cfg.data.train.model_dump(mode="json"),
               "test_data": cfg.data.test.model_dump(mode="json"), "seed": cfg.seed, "versions": _versions(),
               "stages": timings, "wall_seconds_this_run": round(time.perf_counter() - started, 3),
@@ -343,15 +362,11 @@ def run_pipeline(config: str | RunConfig) -> dict[str, Any]:
     total = time.perf_counter() - started
     console.print(f"[bold green]run '{cfg.name}' complete[/bold green] in {total:.1f} s: {cfg.run_dir / 'report.md'}")
     if cfg.print_report and report is not None:
-        from rich.markdown import Markdown
-
         console.print(Markdown(report["markdown"]))
     return record
 
 
 def _report(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any] | None:
-    from codeplan.report import write_report
-
     paths = [str(cfg.results_path(mode, strategy)) for mode, strategy in cfg.runs()]
     labels = [f"{mode}/{strategy}" for mode, strategy in cfg.runs()]
     stage_seconds = {name: t["seconds"] for name, t in record["stages"].items()}

@@ -15,6 +15,8 @@ from typing import Any
 
 from codeplan.errors import InputError
 from codeplan.jsonl import read_jsonl, write_json
+from codeplan.samples import sidecar_paths, summarize_samples
+from codeplan.selection import PlanScore, solved_by_plan_count
 
 DIFFICULTY_ORDER = ("introductory", "interview", "competition")
 
@@ -68,8 +70,6 @@ def _samples_path(path: Path, results: dict[str, Any]) -> Path | None:
 def _summary_of(samples: Path | None) -> dict[str, Any] | None:
     if samples is None:
         return None
-    from codeplan.sampling import sidecar_paths, summarize_samples
-
     summary_path = sidecar_paths(samples)[1]
     if summary_path.is_file():
         try:
@@ -322,8 +322,6 @@ def _plot_plans(report: dict[str, Any], path: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from codeplan.sampling import PlanScore, solved_by_plan_count
 
     curves, problems = {}, 1
     for label, chosen in report["selections"].items():

@@ -19,26 +19,36 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.background import BackgroundTask
 
-from codeplan.config import StageConfig
-from codeplan.llm.base import Completion, GenerationParams, TextDelta
+from codeplan.config import BackendConfig, StageConfig
+from codeplan.errors import InputError
+from codeplan.judge import Judge, JudgeConfig
+from codeplan.llm import Completion, GenerationParams, TextDelta, is_server_spec, load_generator
+from codeplan.problems import Problem, TestCase
+from codeplan.selection import SelectionRule
+from codeplan.strategies import SamplingConfig, Strategy, solve_problem
 
 
 class ServeConfig(StageConfig):
-    model: str
-    host: str = "127.0.0.1"
-    port: int = 8000
-    served_name: str | None = None  # the model id clients send; default: the --model value
-    batch_size: int = 16  # sequences decoded together (requests x n)
-    dtype: str = "auto"
-    device: str | None = None
-    default_max_tokens: int = 512  # used when a request gives no max_tokens
-    threads: int | None = None  # CPU threads for torch (None: its default); 1 is fastest on a busy CPU
-    log_level: str = "info"
+    renamed = {"batch_size": "backend.batch_size", "dtype": "backend.dtype", "threads": "backend.threads",
+               "device": "backend.device"}
+
+    model: str = Field(description="Model to serve: folder, hub id, .gguf file or packaged name.")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
+    served_name: str | None = Field(None, description="Model id clients send (default: --model).")
+    default_max_tokens: int = Field(512, ge=1, description="Used when a request gives no max_tokens.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="uvicorn's log level.")
+    backend: BackendConfig = Field(default_factory=BackendConfig)
 
 
 # ---- request bodies (unknown OpenAI fields such as `user` or `presence_penalty` are ignored) ------
@@ -269,8 +279,6 @@ def _groups(jobs: list[_Job], *, by_seed: bool) -> list[list[_Job]]:
 
 def create_app(generator: Any, model_name: str, *, default_max_tokens: int = 512) -> Any:
     """An OpenAI-compatible FastAPI app serving `generator` (any TextGenerator) as `model_name`."""
-    from fastapi import FastAPI
-
     state = ServerState(generator, model_name, default_max_tokens=default_max_tokens)
 
     @contextlib.asynccontextmanager
@@ -285,8 +293,7 @@ def create_app(generator: Any, model_name: str, *, default_max_tokens: int = 512
     app.state.codeplan = state
     _add_error_handlers(app)
     _add_openai_routes(app, state)
-    from codeplan.sampling import add_solve_route  # plan sampling as a service: POST /v1/codeplan/solve
-    add_solve_route(app, state)
+    _add_solve_route(app, state)
     return app
 
 
@@ -297,9 +304,6 @@ class _APIError(Exception):
 
 
 def _add_error_handlers(app: Any) -> None:
-    from fastapi import Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
 
     def body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
@@ -335,8 +339,6 @@ async def _generate(state: ServerState, kind: Literal["chat", "completion"], pay
 async def _stream(state: ServerState, kind: Literal["chat", "completion"], payloads: list[Any],
                   params: GenerationParams, request: _Sampling) -> Any:
     """A `text/event-stream` response that sends the text of each choice as it is decoded."""
-    from fastapi.responses import StreamingResponse
-    from starlette.background import BackgroundTask
 
     cancel = threading.Event()
     events = state.stream(kind, payloads, params, cancel)
@@ -486,19 +488,85 @@ def _add_openai_routes(app: Any, state: ServerState) -> None:
                 "model": state.model_name, "choices": choices, "usage": _usage(list(done))}
 
 
+# ---- plan sampling as a service: POST /v1/codeplan/solve --------------------------------------
+
+
+class _QueuedGenerator:
+    """Sends a solve request's prompts through the server's batching queue (the model has one
+    owner thread), each prompt as its own job so that concurrent requests batch together."""
+
+    def __init__(self, state: Any, loop: Any) -> None:
+        self.state, self.loop, self.name = state, loop, state.model_name
+
+    def generate(self, prompts: list[str], params: Any) -> list[Any]:
+        # Each job carries its prompt's own seed (params.seeds[i], else seed + i): the queue may batch
+        # it with other requests' prompts, and a job's seed is what decides its texts there.
+        futures = [asyncio.run_coroutine_threadsafe(
+            self.state.submit("completion", prompt, replace(params, seed=seed, seeds=None)), self.loop)
+            for prompt, seed in zip(prompts, params.prompt_seeds(len(prompts)))]
+        return [future.result() for future in futures]
+
+
+class SolveRequest(BaseModel):
+    """Body of POST /v1/codeplan/solve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statement: str = Field(min_length=1)
+    starter_code: str = ""
+    kind: Literal["stdin", "call", "assert"] | None = None  # default: call with starter code, else stdin
+    entry_point: str | None = None
+    public_tests: list[TestCase] = Field(default_factory=list)
+    strategy: Strategy = "plan-sampling"
+    num_plans: int = Field(4, ge=1, le=64)
+    codes_per_plan: int = Field(4, ge=1, le=64)
+    num_samples: int = Field(1, ge=1, le=64)
+    selection: SelectionRule = "pass-share"
+    plan_max_tokens: int = Field(256, ge=1)
+    code_max_tokens: int = Field(512, ge=1)
+    seed: int = 0
+    return_plan: bool = False
+
+
+def _add_solve_route(app: Any, state: Any) -> None:
+    """Register POST /v1/codeplan/solve: a problem statement (+ starter code, + public example
+    tests) in, the final program out, and the chosen plan with its scores when asked."""
+    class _RequestJudge:
+        """A sandboxed judge pool for one request's programs (started only when there are some)."""
+
+        def run(self, tasks: list[Any]) -> list[Any]:
+            with Judge(JudgeConfig(workers=min(4, max(1, len(tasks))))) as judge:
+                return judge.run(tasks)
+
+    @app.post("/v1/codeplan/solve")
+    async def solve(request: SolveRequest) -> dict[str, Any]:
+        kind = request.kind or ("call" if request.starter_code.strip() else "stdin")
+        try:
+            problem = Problem(id="request", statement=request.statement, starter_code=request.starter_code, kind=kind,
+                              entry_point=request.entry_point, public_tests=request.public_tests)
+        except ValueError as err:
+            raise HTTPException(status_code=400, detail=str(err)) from None
+        cfg = SamplingConfig(strategy=request.strategy, num_plans=request.num_plans, codes_per_plan=request.codes_per_plan,
+                             num_samples=request.num_samples, selection=request.selection,
+                             plan_max_tokens=request.plan_max_tokens, code_max_tokens=request.code_max_tokens,
+                             seed=request.seed)
+        generator = _QueuedGenerator(state, asyncio.get_running_loop())
+        answer = await asyncio.to_thread(solve_problem, problem, cfg, generator, _RequestJudge())
+        answer["model"] = state.model_name
+        if not request.return_plan:
+            for key in ("plan", "plans", "selection"):
+                answer.pop(key, None)
+        return answer
+
+
 # ---- running it ---------------------------------------------------------------------------------
 
 def serve(cfg: ServeConfig) -> None:
     """Load the model and serve it until interrupted."""
-    import uvicorn
-
-    from codeplan.llm.hf import HFGenerator
-
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    generator = HFGenerator(cfg.model, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device)
+    if is_server_spec(cfg.model):
+        raise InputError("serve a local model (folder, hub id, .gguf): an openai:URL model is a server already",
+                         path="command line", field="model")
+    generator = load_generator(cfg.model, cfg.backend)
     app = create_app(generator, cfg.served_name or cfg.model, default_max_tokens=cfg.default_max_tokens)
     print(f"serving {cfg.served_name or cfg.model} at http://{cfg.host}:{cfg.port}/v1", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
@@ -508,8 +576,6 @@ def serve(cfg: ServeConfig) -> None:
 def background_server(app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> Iterator[str]:
     """Run `app` with uvicorn on a thread; yields its base URL (`http://host:port/v1`). Port 0 picks
     a free port. For tests, benchmarks and notebooks."""
-    import uvicorn
-
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on"))
     thread = threading.Thread(target=server.run, name="codeplan-serve", daemon=True)
     thread.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from codeplan.config import DataConfig
-from codeplan.distill import DistillConfig, choose_solutions, clean_plan, distill
+from codeplan.distill import DistillConfig, choose_solutions, distill
 from codeplan.jsonl import read_jsonl
 from codeplan.problems import Problem, TestCase, write_problems
 from test_llm_openai import MARK, FakeTeacher
@@ -23,44 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---- plan cleaning ------------------------------------------------------------------------------
-
-
-def test_clean_plan_strips_preamble_fences_and_chatter_and_renumbers_steps() -> None:
-    text = ("Sure! Here is the step-by-step plan:\n```\nStep 1: Read n.\nStep 2: Read the list.\n"
-            "Step 3: Print the sum.\n```\nLet me know if you need anything else!")
-    assert clean_plan(text) == ("1. Read n.\n2. Read the list.\n3. Print the sum.", "")
-
-
-@pytest.mark.parametrize("text", [
-    "1) Read n.\n2) Read the list.\n3) Print the sum.",
-    "**Step 1:** Read n.\n**Step 2:** Read the list.\n**Step 3:** Print the sum.",
-    "### Step 1\nRead n.\n### Step 2\nRead the list.\n### Step 3\nPrint the sum.",
-    "- Read n.\n- Read the list.\n* Print the sum.",
-    "Plan:\n\n1. Read n.\n2. Read the list.\n3. Print the sum.\n\nThis runs in O(n) time.",
-    "Steps:\n1. Read n.\n2. Read the list.\n```python\nprint(sum(a))\n```\n3. Print the sum.",
-])
-def test_clean_plan_accepts_the_usual_list_styles(text: str) -> None:
-    assert clean_plan(text) == ("1. Read n.\n2. Read the list.\n3. Print the sum.", "")
-
-
-def test_clean_plan_folds_sub_items_and_wrapped_lines_into_their_step() -> None:
-    text = "1. Read the input:\n   - n on the first line\n   - the list on the second\n2. Print the\n   largest value."
-    assert clean_plan(text)[0] == "1. Read the input: n on the first line the list on the second\n2. Print the largest value."
-
-
-def test_clean_plan_numbers_prose_sentences() -> None:
-    plan, _ = clean_plan("Read the number n. Then sum the list and print it.")
-    assert plan == "1. Read the number n.\n2. Then sum the list and print it."
-
-
-@pytest.mark.parametrize(("text", "reason"), [
-    ("", "empty"), ("   \n ", "empty"),
-    ("I'm sorry, but I can't help with that.", "refused"),
-    ("```python\nprint(sum(map(int, input().split())))\n```", "only code"),
-])
-def test_clean_plan_reports_why_an_answer_is_not_a_plan(text: str, reason: str) -> None:
-    plan, why = clean_plan(text)
-    assert plan is None and reason in why
 
 
 def test_solution_choice_rules() -> None:
@@ -85,7 +47,7 @@ def _problems(path: Path, count: int, solutions: int = 2) -> Path:
 def _config(data: Path, out: Path, url: str, **overrides: object) -> DistillConfig:
     settings: dict[str, object] = {
         "data": DataConfig(path=str(data)), "out": str(out), "teacher_url": url, "teacher_model": "teacher",
-        "concurrency": 4, "timeout": 0.5, "max_retries": 3, "backoff_base": 0.01, "backoff_max": 0.05,
+        "concurrency": 4, "request_timeout": 0.5, "max_retries": 3, "backoff_base": 0.01, "backoff_max": 0.05,
         "progress": False} | overrides
     return DistillConfig(**settings)  # type: ignore[arg-type]
 
@@ -254,7 +216,7 @@ def test_verify_keeps_only_plans_whose_code_passes(tmp_path: Path) -> None:
     out = tmp_path / "plans.jsonl"
     code = lambda key: "print('ok')" if int(key[0][1:]) % 2 == 0 else "print('wrong')"  # noqa: E731
     with FakeTeacher(coder=code) as server:
-        summary = distill(_config(data, out, server.url, verify=True, unsafe_no_sandbox=True, judge_workers=2))
+        summary = distill(_config(data, out, server.url, verify=True, judge={"sandbox": False, "workers": 2}))
     assert sorted(r["problem_id"] for r in read_jsonl(out)) == ["p0", "p2"]
     assert all(r["verified"] is True for r in read_jsonl(out))
     rejected = read_jsonl(tmp_path / "plans.rejected.jsonl")
@@ -262,7 +224,7 @@ def test_verify_keeps_only_plans_whose_code_passes(tmp_path: Path) -> None:
     assert rejected[0]["verification"]["verdict"] == "wrong_answer"
     assert summary["verify_kept_share"] == 0.5
     with FakeTeacher(coder=code) as server:  # judged plans are done, kept or not
-        distill(_config(data, out, server.url, verify=True, unsafe_no_sandbox=True))
+        distill(_config(data, out, server.url, verify=True, judge={"sandbox": False}))
     assert server.log == []
 
 
@@ -274,7 +236,7 @@ def test_distill_against_codeplan_serve_with_a_tiny_model(tmp_path: Path, tiny_c
     out = tmp_path / "plans.jsonl"
     app = create_app(HFGenerator(str(tiny_causal_lm)), "tiny")
     with background_server(app) as url:
-        summary = distill(_config(data, out, url, teacher_model="tiny", timeout=60, max_tokens=8, temperature=1.0,
+        summary = distill(_config(data, out, url, teacher_model="tiny", request_timeout=60, max_tokens=8, temperature=1.0,
                                   max_attempts=4))
     plans = _plans_by_key(out)
     assert set(plans) == {(f"p{k}", s) for k in range(4) for s in range(2)}
@@ -297,7 +259,7 @@ def test_local_teacher_batches_units_and_resumes(tmp_path: Path, tiny_causal_lm:
     data = _problems(tmp_path / "problems.jsonl", 3)
     out = tmp_path / "plans.jsonl"
     settings = {"data": DataConfig(path=str(data)), "out": str(out), "teacher": f"hf:{tiny_causal_lm}",
-                "max_tokens": 6, "temperature": 1.0, "max_attempts": 4, "batch_size": 4, "progress": False}
+                "max_tokens": 6, "temperature": 1.0, "max_attempts": 4, "backend": {"batch_size": 4}, "progress": False}
     first = distill(DistillConfig(**settings | {"data": DataConfig(path=str(data), limit=2)}))
     assert first["plans_written"] + first["failed"] == 4
     second = distill(DistillConfig(**settings))
@@ -307,18 +269,6 @@ def test_local_teacher_batches_units_and_resumes(tmp_path: Path, tiny_causal_lm:
     assert set(plans) | failed == {(f"p{k}", s) for k in range(3) for s in range(2)}
     assert all(len(records) == 1 for records in plans.values()) and not set(plans) & failed
     assert all(r["teacher"] == f"hf:{tiny_causal_lm}" for records in plans.values() for r in records)
-
-
-def test_clean_plan_drops_repeated_steps() -> None:
-    text = "1. Read n.\n2. Print n.\nHere it is again:\n3. Read n.\n4. Print n.\n5. Stop."
-    assert clean_plan(text)[0] == "1. Read n.\n2. Print n.\n3. Stop."
-
-
-def test_clean_plan_of_a_truncated_looping_answer_keeps_its_finished_distinct_steps() -> None:
-    text = "1. Read t.\n2. Read the sides.\n3. Read the sides.\n4. Read the sides.\n5. Read the si"
-    assert clean_plan(text, truncated=True)[0] == "1. Read t.\n2. Read the sides."
-    assert clean_plan("1. Read t.\n2. Print", truncated=True)[0] == "1. Read t."
-    assert clean_plan("1. Read t.\n2. Print", truncated=False)[0] == "1. Read t.\n2. Print"
 
 
 def test_ctrl_c_stops_cleanly_with_whole_records_on_file(tmp_path: Path) -> None:
@@ -340,7 +290,7 @@ def test_local_teacher_with_verify_rejects_plans_whose_code_fails(tmp_path: Path
     out = tmp_path / "plans.jsonl"
     summary = distill(DistillConfig(data=DataConfig(path=str(data)), out=str(out), teacher=f"hf:{tiny_causal_lm}",
                                     max_tokens=6, temperature=1.0, max_attempts=4, verify=True, verify_max_tokens=8,
-                                    unsafe_no_sandbox=True, judge_workers=2, progress=False))
+                                    judge={"sandbox": False, "workers": 2}, progress=False))
     # A random two-layer model writes no program that prints "ok": every plan is judged and rejected.
     rejected = _side_records(tmp_path / "plans.rejected.jsonl")
     assert read_jsonl(out) == [] and len(rejected) + summary["failed"] == 2
@@ -355,13 +305,13 @@ def test_a_verify_request_that_fails_leaves_the_plan_to_a_rerun(tmp_path: Path) 
     # p1's plan arrives (its first request) but every request after it, the verify ones, gets a 500.
     schedule = lambda key, attempt: "500" if key[0] == "p1" and attempt >= 1 else None  # noqa: E731
     with FakeTeacher(schedule, coder=lambda key: "print('ok')") as server:
-        summary = distill(_config(data, out, server.url, verify=True, unsafe_no_sandbox=True, max_retries=1))
+        summary = distill(_config(data, out, server.url, verify=True, judge={"sandbox": False}, max_retries=1))
     assert [r["problem_id"] for r in read_jsonl(out)] == ["p0"]
     [failure] = read_jsonl(tmp_path / "plans.failures.jsonl")
     assert failure["problem_id"] == "p1" and failure["kind"] == "verify_server_error"
     assert not (tmp_path / "plans.rejected.jsonl").exists() and summary["failed"] == 1
     with FakeTeacher(coder=lambda key: "print('ok')") as server:
-        distill(_config(data, out, server.url, verify=True, unsafe_no_sandbox=True))
+        distill(_config(data, out, server.url, verify=True, judge={"sandbox": False}))
     assert sorted(r["problem_id"] for r in read_jsonl(out)) == ["p0", "p1"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from codeplan.cli import app
 from codeplan.errors import InputError
@@ -65,8 +65,8 @@ def _tiny_config(tmp_path: Path, model: Path) -> Path:
                   "max_target_tokens": 32, "save_every": None, "val_fraction": 0.0, "progress": False},
         "strategies": {"baseline": ["direct"], "codeplan": ["plan-sampling"]},
         "generate": {"num_plans": 2, "codes_per_plan": 1, "num_samples": 2, "plan_max_tokens": 8,
-                     "code_max_tokens": 8, "progress": False, "judge_timeout": 2.0},
-        "evaluate": {"k": [1, 2], "timeout": 2.0},
+                     "code_max_tokens": 8, "progress": False, "judge": {"timeout": 2.0}},
+        "evaluate": {"k": [1, 2], "judge": {"timeout": 2.0}},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -1,11 +1,10 @@
-"""Plan selection rules and code extraction, on constructed verdicts (no model, no judge)."""
+"""Plan selection rules on constructed verdicts (no model, no judge)."""
 
 from __future__ import annotations
 
 import pytest
 
-from codeplan.sampling import (PlanScore, Verdict, clean_plan, extract_code, score_plan, select_plan,
-                               solved_by_plan_count)
+from codeplan.selection import PlanScore, Verdict, score_plan, select_plan, solved_by_plan_count
 
 PASS = Verdict(passed=True, tests_passed=2, tests_total=2, verdict="pass")
 HALF = Verdict(passed=False, tests_passed=1, tests_total=2, verdict="wrong_answer")
@@ -80,24 +79,3 @@ def test_solved_by_plan_count_grows_with_more_plans():
     problem_a = [score_plan(0, [FAIL]), score_plan(1, [HALF]), score_plan(2, [PASS])]
     problem_b = [score_plan(0, [PASS]), score_plan(1, [FAIL]), score_plan(2, [FAIL])]
     assert solved_by_plan_count([problem_a, problem_b]) == [1, 1, 2]
-
-
-@pytest.mark.parametrize("answer, expected", [
-    ("```python\ndef f(x):\n    return x + 1\n```\nThis adds one.", "def f(x):\n    return x + 1\n"),
-    ("Here is the code:\n```\nprint(1)\n```", "print(1)\n"),
-    ("Sure! Here is my solution:\nn = int(input())\nprint(n * 2)\n", "n = int(input())\nprint(n * 2)\n"),
-    ("n = int(input())\nprint(n)\n[GEN_CODE]\nQUESTION:\nmore junk", "n = int(input())\nprint(n)\n"),
-    # Cut at max_tokens in the middle of a line: the unfinished line goes.
-    ("a = int(input())\nprint(a)\nprint(a +", "a = int(input())\nprint(a)\n"),
-    ("", ""),
-])
-def test_extract_code(answer, expected):
-    assert extract_code(answer) == expected
-
-
-def test_extract_code_keeps_unparsable_code_for_the_judge():
-    assert extract_code("this is not ( python") == "this is not ( python\n"
-
-
-def test_clean_plan_stops_at_the_next_section():
-    assert clean_plan(" 1. Read n.\n2. Print n.\nANSWER:\nprint(n)") == "1. Read n.\n2. Print n."

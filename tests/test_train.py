@@ -235,13 +235,13 @@ def test_bad_input_counted_and_skipped_or_strict_error(tiny_causal_lm, tmp_path)
 
     with pytest.raises(InputError) as err:
         train(make_cfg(tiny_causal_lm, tmp_path / "strict", data=DataConfig(path=str(data)), plans=str(plans),
-                       strict=True))
+                       stop_on_bad_input=True))
     assert "p3" in str(err.value) and "solutions" in str(err.value)
     no_p3 = tmp_path / "no_p3.jsonl"
     no_p3.write_text("".join(line + "\n" for line in data.read_text().splitlines()[:2]))
     with pytest.raises(InputError) as err:
         train(make_cfg(tiny_causal_lm, tmp_path / "strict2", data=DataConfig(path=str(no_p3)), plans=str(plans),
-                       strict=True))
+                       stop_on_bad_input=True))
     assert f"{plans}:3" in str(err.value) and "ghost" in str(err.value)
 
 
@@ -276,7 +276,7 @@ def test_each_task_loss_falls_on_the_sample(tiny_causal_lm, tmp_path):
 
 
 def test_cli_train_baseline_and_bad_plans(tiny_causal_lm, tmp_path):
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from codeplan.cli import app
 

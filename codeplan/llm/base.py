@@ -124,26 +124,3 @@ class TextGenerator(Protocol):
     def chat(self, conversations: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
         """Complete chat conversations (lists of {role, content}); one Completion per conversation."""
         ...
-
-
-def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, bool]:
-    """Cut `text` at the earliest stop string (the stop string itself excluded, as OpenAI does)."""
-    cut = min((pos for pos in (text.find(s) for s in stop if s) if pos >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def load_generator(spec: str, **options: object) -> TextGenerator:
-    """Build a backend from a spec: `hf:MODEL` (or a bare path / hub id / .gguf / packaged name),
-    `openai:BASE_URL` (with `model=`), `vllm:MODEL`."""
-    scheme, _, rest = spec.partition(":")
-    if scheme == "openai" and rest:
-        from codeplan.llm.openai_compat import OpenAIGenerator
-
-        return OpenAIGenerator(base_url=rest, **options)  # type: ignore[arg-type]
-    if scheme == "vllm" and rest:
-        from codeplan.llm.vllm import VLLMGenerator
-
-        return VLLMGenerator(rest, **options)  # type: ignore[arg-type]
-    from codeplan.llm.hf import HFGenerator
-
-    return HFGenerator(rest if scheme == "hf" and rest else spec, **options)  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from codeplan.llm.base import Completion, GenerationParams, OnText, TextDelta, UsageStats, truncate_at_stop
+from codeplan.llm.base import Completion, GenerationParams, OnText, TextDelta, UsageStats
+from codeplan.sanitize import truncate_at_stop
 
 
 @dataclass

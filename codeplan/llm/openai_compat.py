@@ -20,7 +20,8 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from codeplan.errors import SetupError
-from codeplan.llm.base import Completion, GenerationParams, UsageStats, truncate_at_stop
+from codeplan.llm.base import Completion, GenerationParams, UsageStats
+from codeplan.sanitize import truncate_at_stop
 
 T = TypeVar("T")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from codeplan.errors import SetupError
-from codeplan.llm.base import Completion, GenerationParams, UsageStats, truncate_at_stop
+from codeplan.llm.base import Completion, GenerationParams, UsageStats
+from codeplan.sanitize import truncate_at_stop
 
 
 class VLLMGenerator:

@@ -1,6 +1,6 @@
 """Training examples: problems + teacher plans -> (task, prompt, target) -> token ids.
 
-Bad input is counted per kind and skipped (reported in train_summary.json); with `strict` the
+Bad input is counted per kind and skipped (reported in train_summary.json); with `stop_on_bad_input` the
 first one raises an InputError naming the file, record and field instead.
 """
 
@@ -80,7 +80,7 @@ class PlanRecord:
 def _bad(report_field: str, message: str, cfg: TrainConfig, report: DataReport, *, path: str, line: int | None,
          record: str | None, field_name: str | None) -> None:
     """Count a bad input, or raise it in strict mode."""
-    if cfg.strict:
+    if cfg.stop_on_bad_input:
         raise InputError(message, path=path, line=line, record=record, field=field_name)
     setattr(report, report_field, getattr(report, report_field) + 1)
 
@@ -214,7 +214,7 @@ def encode_examples(examples: list[Example], tokenizer: Any, cfg: TrainConfig, r
         tgt = list(tgt) + [eos]
         too_long = len(src) > cfg.max_source_tokens or len(tgt) > cfg.max_target_tokens
         if too_long:
-            if cfg.strict:
+            if cfg.stop_on_bad_input:
                 which = "prompt" if len(src) > cfg.max_source_tokens else "target"
                 raise InputError(f"{ex.task} example {which} is longer than the limit "
                                  f"({len(src)} prompt / {len(tgt)} target tokens)", path=cfg.data.path,

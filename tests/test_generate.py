@@ -7,12 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from codeplan.cli import app
 from codeplan.config import DataConfig
 from codeplan.errors import InputError
-from codeplan.sampling import GenerateConfig, finished_problems, generate, sidecar_paths
+from codeplan.generate import GenerateConfig, generate
+from codeplan.samples import finished_problems, sidecar_paths
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 def _cfg(model: Path, out: Path, **over) -> GenerateConfig:
     values = dict(data=DataConfig(path="sample", split="test", limit=3), model=str(model), out=str(out),
                   strategy="direct", num_plans=2, codes_per_plan=2, num_samples=2, plan_max_tokens=12,
-                  code_max_tokens=12, judge_timeout=2.0, progress=False, seed=7)
+                  code_max_tokens=12, judge={"timeout": 2.0}, progress=False, seed=7)
     values.update(over)
     return GenerateConfig(**values)
 
@@ -115,7 +116,7 @@ def test_solve_route_queues_each_prompt_with_its_own_seed():
     import threading
 
     from codeplan.llm import GenerationParams
-    from codeplan.sampling import _QueuedGenerator
+    from codeplan.serve import _QueuedGenerator
 
     class State:
         model_name = "m"
@@ -198,7 +199,8 @@ def test_sigkilled_generate_process_resumes_without_duplicates(tiny_causal_lm: P
 
 
 def test_student_trained_with_its_chat_template_is_prompted_through_it(tmp_path):
-    from codeplan.sampling import ChatPrompts, GenerateConfig, uses_chat_template
+    from codeplan.generate import uses_chat_template
+    from codeplan.strategies import ChatPrompts
 
     model = tmp_path / "student"
     model.mkdir()

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from codeplan.cli import app
 from codeplan.config import DataConfig
 from codeplan.errors import InputError
-from codeplan.judge import evaluate as evaluate_module
-from codeplan.judge.evaluate import EvaluateConfig, evaluate
+from codeplan import evaluate as evaluate_module
+from codeplan.evaluate import EvaluateConfig, evaluate
 from codeplan.problems import Problem, TestCase, write_problems
 
 GOOD_ADD = "a, b = map(int, input().split())\nprint(a + b)\n"
@@ -36,9 +36,9 @@ def workspace(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def config(workspace: Path, **extra) -> EvaluateConfig:
+def config(workspace: Path, **judge) -> EvaluateConfig:
     return EvaluateConfig(data=DataConfig(path=str(workspace / "problems.jsonl")), samples=str(workspace / "samples.jsonl"),
-                          out=str(workspace / "results.json"), k=[1, 2, 5], workers=2, progress=False, **extra)
+                          out=str(workspace / "results.json"), k=[1, 2, 5], progress=False, judge={"workers": 2, **judge})
 
 
 def test_results_follow_the_contract(workspace):

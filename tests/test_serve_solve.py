@@ -40,7 +40,7 @@ def test_generate_through_an_openai_compatible_server(tiny_causal_lm: Path, tmp_
 
     from codeplan.config import DataConfig
     from codeplan.llm.hf import HFGenerator
-    from codeplan.sampling import GenerateConfig, generate
+    from codeplan.generate import GenerateConfig, generate
     from codeplan.serve import background_server, create_app
 
     app = create_app(HFGenerator(str(tiny_causal_lm), batch_size=8), "tiny-student")

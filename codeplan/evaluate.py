@@ -1,4 +1,4 @@
-"""`codeplan evaluate`: judge samples.jsonl on the hidden tests and write results.json.
+"""Stage 4, `codeplan evaluate`: judge samples.jsonl on the hidden tests and write results.json.
 
 Verdicts are cached in an append-only JSONL file keyed by hash(program, tests, limits, mode), one
 record per judged sample, flushed as soon as it is known: a re-run is free and a killed evaluation
@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from tqdm import tqdm
 
 from codeplan.config import DataConfig, StageConfig
+from codeplan.data import load_problems
 from codeplan.errors import InputError
 from codeplan.jsonl import JsonlAppender, iter_jsonl, write_json
 from codeplan.judge._worker import decode_value, encode_value
-from codeplan.judge.pool import Judge, JudgeConfig, JudgeTask, ProgramResult
+from codeplan.judge import Judge, JudgeConfig, JudgeTask, ProgramResult
 from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
 from codeplan.problems import Problem
 
@@ -32,30 +34,26 @@ JUDGE_VERSION = 3
 
 
 class EvaluateConfig(StageConfig):
+    """Settings of `codeplan evaluate`; `judge` holds how programs are run (limits, sandbox, comparison)."""
+
+    renamed = {"workers": "judge.workers", "timeout": "judge.timeout", "calibrate": "judge.calibrate",
+               "unsafe_no_sandbox": "judge.sandbox (false)", "strict": "judge.strict", "memory_mb": "judge.memory_mb"}
+
     data: DataConfig
-    samples: str
-    out: str
-    k: list[int] = Field(default_factory=lambda: [1, 5, 10])
-    workers: int | None = None
-    timeout: float | None = None  # CPU seconds per test; None = per-benchmark default
-    calibrate: bool = False  # CPU limits from each problem's reference solution's own times (JudgeConfig.calibrate)
-    unsafe_no_sandbox: bool = False
-    strict: bool = False
-    cache: str | None = None  # default: <out>.cache.jsonl beside `out`
-    memory_mb: int | None = None  # per program process; None = per benchmark (2 GB; HumanEval+/MBPP+ 4 GB)
-    tests: Literal["hidden", "public"] = "hidden"
-    progress: bool = True
+    samples: str = Field(description="samples.jsonl to judge.")
+    out: str = Field(description="results.json to write.")
+    k: list[int] = Field(default_factory=lambda: [1, 5, 10], description="Comma-separated k for pass@k.")
+    cache: str | None = Field(None, description="Verdict cache (JSONL; default: OUT.cache.jsonl).")
+    tests: Literal["hidden", "public"] = Field("hidden", description="hidden (default) or public tests.")
+    progress: bool = Field(True, description="Show the progress bar.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
 
-
-def parse_k(text: str) -> list[int]:
-    """"1,5,10" -> [1, 5, 10]; anything else is an InputError naming the flag."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise InputError(f"expected comma-separated positive integers, got {text!r}", path="command line", field="k")
-    return values
+    @field_validator("k")
+    @classmethod
+    def _positive(cls, k: list[int]) -> list[int]:
+        if not k or min(k) < 1:
+            raise ValueError("expected positive integers")
+        return k
 
 
 def cache_path(cfg: EvaluateConfig) -> Path:
@@ -86,7 +84,7 @@ def verdict_key(judge: Judge, problem: Problem, code: str, cfg: EvaluateConfig) 
         "setup": problem.test_setup, "tests": [t.model_dump(mode="json") for t in tests],
         "public": [t.model_dump(mode="json") for t in problem.public_tests] if problem.outputs_from_solution else None,
         "reference": problem.solutions[:1] if problem.outputs_from_solution else None, "atol": problem.atol,
-        "limits": judge.limits(problem), "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
+        "limits": judge.limits(problem), "strict": cfg.judge.strict, "sandbox": cfg.judge.sandbox,
         "hide_asserts": judge.cfg.hide_assert_expected,
         "calibrate": [judge.cfg.calibrate_factor, judge.cfg.calibrate_min] if judge.cfg.calibrate else judge.cfg.calibrate_factor,
         "arg_types": [problem.metadata.get(key) for key in ("tuple_args", "arg_types")] if problem.outputs_from_solution else None,
@@ -120,16 +118,12 @@ def load_cache(path: Path) -> Cache:
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Judge every sample (cached verdicts are reused), compute the metrics, write results.json."""
-    from codeplan.data import load_problems
-
     problems = {problem.id: problem for problem in load_problems(cfg.data)}
     samples = read_samples(cfg.samples, problems)
-    judge_cfg = JudgeConfig(workers=cfg.workers, timeout=cfg.timeout, memory_mb=cfg.memory_mb,
-                            sandbox=not cfg.unsafe_no_sandbox, strict=cfg.strict, calibrate=cfg.calibrate)
     cache_file = cache_path(cfg)
     stored = load_cache(cache_file)
     cached = stored.verdicts
-    judge = Judge(judge_cfg)
+    judge = Judge(cfg.judge)
     keys = [verdict_key(judge, problems[pid], code, cfg) for pid, code in samples]
     todo, seen = [], set()
     for index, key in enumerate(keys):  # identical samples of a problem are judged once
@@ -146,11 +140,9 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
 def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dict[str, Problem],
                    keys: list[str], todo: list[int], stored: Cache, cache_file: Path) -> None:
-    from tqdm import tqdm
-
     cached, references, timings = stored.verdicts, stored.references, stored.timings
     for problem in {samples[i][0]: problems[samples[i][0]] for i in todo}.values():
-        key = judge._ref_key(problem) if problem.outputs_from_solution or cfg.calibrate else None
+        key = judge._ref_key(problem) if problem.outputs_from_solution or cfg.judge.calibrate else None
         if problem.outputs_from_solution and key in references:
             judge.set_reference_outputs(problem, *references[key])
         elif key in timings:
@@ -170,7 +162,7 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
 
         judge._prepare_references(tasks)
         for problem in {task.problem.id: task.problem for task in tasks}.values():
-            key = judge._ref_key(problem) if problem.outputs_from_solution or cfg.calibrate else None
+            key = judge._ref_key(problem) if problem.outputs_from_solution or cfg.judge.calibrate else None
             if not key:
                 continue
             if problem.outputs_from_solution and key not in references and judge.reference_outputs(problem) is not None:
@@ -210,6 +202,7 @@ def summarize(cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dic
             for pid, rs in per_problem.items()
         },
         "config": {"samples": cfg.samples, "data": cfg.data.path, "k": cfg.k, "tests": cfg.tests,
-                   "timeout": cfg.timeout, "calibrate": cfg.calibrate, "strict": cfg.strict, "sandbox": not cfg.unsafe_no_sandbox,
-                   "memory_mb": cfg.memory_mb, "judge_version": JUDGE_VERSION},
+                   "timeout": cfg.judge.timeout, "calibrate": cfg.judge.calibrate,
+                   "strict": cfg.judge.strict, "sandbox": cfg.judge.sandbox, "memory_mb": cfg.judge.memory_mb,
+                   "judge_version": JUDGE_VERSION},
     }

@@ -1,0 +1,229 @@
+"""How programs are sampled for a batch of problems: the strategies that generate and serve share.
+
+    direct:         N programs per problem from the code prompt.
+    plan-sampling:  K plans per problem; M programs per plan, judged on the problem's PUBLIC
+                    example tests only; the best plan by a selectable rule (codeplan.selection);
+                    N final programs written from that plan (a new round of generation, as in the
+                    paper's Fig. 4).
+
+`run_chunk` takes a chunk of problems through every phase, sending each phase's prompts to the
+backend at once. Every prompt has its own seed, a function of (seed, phase, problem, plan), so a
+problem samples the same texts whatever else is in the chunk and after a resume.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field
+
+from codeplan.config import StageConfig
+from codeplan.judge import JudgeTask
+from codeplan.llm import Completion, GenerationParams, TextGenerator
+from codeplan.problems import Problem
+from codeplan.prompts import CODE_STOP, PLAN_STOP, code_prompt, plan_conditioned_code_prompt, plan_prompt
+from codeplan.samples import Budget
+from codeplan.sanitize import extract_code, student_plan
+from codeplan.selection import FallbackRule, PlanScore, Selection, SelectionRule, score_plan, select_plan
+
+Strategy = Literal["plan-sampling", "direct"]
+
+
+class SamplingConfig(StageConfig):
+    """How many programs a problem gets and how; defaults for plan sampling follow the CodePLAN release."""
+
+    strategy: Strategy = Field("plan-sampling", description="plan-sampling or direct.")
+    num_plans: int = Field(20, ge=1, description="K: plans sampled per problem (release: 20).")
+    codes_per_plan: int = Field(10, ge=1, description="M: programs per plan, judged on the example tests (release: 10).")
+    num_samples: int = Field(10, ge=1, description="N: final programs per problem (enough for pass@10).")
+    plan_temperature: float = Field(0.6, ge=0, description="Plan sampling temperature (release: 0.6).")
+    plan_top_p: float = Field(0.95, gt=0, le=1, description="Plan nucleus sampling (release: 0.95).")
+    plan_max_tokens: int = Field(256, ge=1, description="Longest plan, in tokens.")
+    code_temperature: float = Field(0.8, ge=0, description="Temperature of programs (direct, and judged per plan).")
+    code_top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling of programs.")
+    code_max_tokens: int = Field(512, ge=1, description="Longest program, in tokens.")
+    final_temperature: float | None = Field(None, ge=0, description="Temperature of the final programs (default: code_temperature).")
+    selection: SelectionRule = Field("pass-share", description="Plan selection rule: pass-share, test-rate, likelihood, first.")
+    fallback: FallbackRule = Field("likelihood", description="Rule for problems without public example tests.")
+    seed: int = Field(0, description="Sampling seed (each prompt derives its own from it).")
+    judge_early_exit: bool = Field(True, description="Stop a program at its first failing example test.")
+
+
+@dataclass
+class ProblemWork:
+    """One problem in flight through the phases of a chunk."""
+
+    problem: Problem
+    budget: Budget = field(default_factory=Budget)
+    plans: list[str] = field(default_factory=list)
+    plan_logprobs: list[float | None] = field(default_factory=list)
+    programs: list[list[str]] = field(default_factory=list)  # per plan
+    verdicts: list[list[Any]] = field(default_factory=list)  # per plan
+    scores: list[PlanScore] = field(default_factory=list)
+    selection: Selection | None = None
+    final: list[str] = field(default_factory=list)
+    final_finish: list[str] = field(default_factory=list)
+
+
+class ChatPrompts:
+    """Sends each student prompt as one user turn of a chat, so a student trained with its chat
+    template (`chat_template: true`) sees at inference the prompt format it was trained on."""
+
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+        self.name = getattr(generator, "name", "chat")
+
+    def generate(self, prompts: list[str], params: Any) -> list[Any]:
+        return self.generator.chat([[{"role": "user", "content": prompt}] for prompt in prompts], params)
+
+
+def prompt_seed(base: int, phase: str, problem_id: str, plan_index: int | None = None) -> int:
+    """The seed of one prompt: a function of the run's seed, the phase, the problem and (for the
+    programs written from candidate plan j) the plan, never of the other problems in the call or
+    the run's history, so a problem samples the same whatever `batch_problems` and on resume."""
+    key = f"{base}|{phase}|{problem_id}" + ("" if plan_index is None else f"|{plan_index}")
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
+
+
+def _params(cfg: SamplingConfig, phase: str, n: int, keys: Sequence[tuple[str, int | None]]) -> Any:
+    """Settings of one phase's call; `keys` (problem id, plan index or None) give each prompt its seed."""
+    seeds = tuple(prompt_seed(cfg.seed, phase, pid, plan) for pid, plan in keys)
+    if phase == "plan":
+        return GenerationParams(n=n, temperature=cfg.plan_temperature, top_p=cfg.plan_top_p,
+                                max_tokens=cfg.plan_max_tokens, stop=PLAN_STOP, seed=cfg.seed, seeds=seeds)
+    temperature = cfg.final_temperature if phase == "final" and cfg.final_temperature is not None else cfg.code_temperature
+    return GenerationParams(n=n, temperature=temperature, top_p=cfg.code_top_p, max_tokens=cfg.code_max_tokens,
+                            stop=CODE_STOP, seed=cfg.seed, seeds=seeds)
+
+
+def _complete(generator: Any, prompts: list[str], params: Any) -> list[Any]:
+    completions = generator.generate(prompts, params) if prompts else []
+    if len(completions) != len(prompts):
+        raise RuntimeError(f"backend returned {len(completions)} completions for {len(prompts)} prompts")
+    return completions
+
+
+def run_chunk(works: list[ProblemWork], cfg: SamplingConfig, generator: Any, judge: Any, planner: Any = None,
+              phase: Any = None) -> None:
+    """Take a chunk of problems through every phase; the backend sees each phase's prompts at once.
+    `planner` writes the plans when the student has a separate plan model; `phase(text)` is told
+    what the chunk is doing (the progress bar shows it)."""
+    phase = phase or (lambda text: None)
+    started = time.perf_counter()
+    # One seed per prompt (see prompt_seed): final programs and plans by problem, the programs of
+    # candidate plan j by (problem, j).
+    each = [(w.problem.id, None) for w in works]
+    if cfg.strategy == "direct":
+        phase(f"{len(works)} problems: {cfg.num_samples} programs each")
+        prompts = [code_prompt(w.problem) for w in works]
+        for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, each))):
+            work.budget.add_completion(completion)
+            work.final = [extract_code(text) for text in completion.texts]
+            work.final_finish = list(completion.finish_reasons or [])
+    else:
+        # (1) K candidate plans per problem.
+        phase(f"{len(works)} problems: sampling {cfg.num_plans} plans each")
+        plans = _complete(planner or generator, [plan_prompt(w.problem) for w in works], _params(cfg, "plan", cfg.num_plans, each))
+        for work, completion in zip(works, plans):
+            work.budget.add_completion(completion)
+            work.plans = [student_plan(text) for text in completion.texts]
+            lps = completion.logprobs
+            work.plan_logprobs = list(lps) if lps is not None and len(lps) == len(work.plans) else [None] * len(work.plans)
+        # (2) M programs per plan, only where example tests can tell plans apart.
+        testable = [w for w in works if w.problem.public_tests]
+        prompts = [plan_conditioned_code_prompt(w.problem, plan) for w in testable for plan in w.plans]
+        owners = [w for w in testable for _ in w.plans]
+        keys = [(w.problem.id, j) for w in testable for j in range(len(w.plans))]
+        phase(f"{len(testable)} problems: {cfg.codes_per_plan} programs per plan")
+        codes = _complete(generator, prompts, _params(cfg, "code", cfg.codes_per_plan, keys))
+        for work in testable:
+            work.programs = []
+        for work, completion in zip(owners, codes):
+            work.budget.add_completion(completion)
+            work.programs.append([extract_code(text) for text in completion.texts])
+        phase(f"judging {sum(len(p) for w in testable for p in w.programs)} programs on example tests")
+        _judge_programs(testable, cfg, judge)
+        # (3) choose a plan per problem.
+        for work in works:
+            if work.problem.public_tests:
+                work.scores = [score_plan(i, verdicts, work.plan_logprobs[i]) for i, verdicts in enumerate(work.verdicts)]
+            else:
+                work.scores = [PlanScore(index=i, logprob=lp) for i, lp in enumerate(work.plan_logprobs)]
+            work.selection = select_plan(work.scores, cfg.selection, has_public_tests=bool(work.problem.public_tests),
+                                         fallback=cfg.fallback)
+        # (4) N final programs from the chosen plan.
+        phase(f"{len(works)} problems: {cfg.num_samples} final programs from the chosen plan")
+        prompts = [plan_conditioned_code_prompt(w.problem, w.plans[w.selection.chosen]) for w in works]  # type: ignore[union-attr]
+        for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, each))):
+            work.budget.add_completion(completion)
+            work.final = [extract_code(text) for text in completion.texts]
+            work.final_finish = list(completion.finish_reasons or [])
+    share = (time.perf_counter() - started) / max(1, len(works))
+    for work in works:
+        work.budget.seconds += share
+        if len(work.final) != cfg.num_samples:
+            raise RuntimeError(f"backend returned {len(work.final)} programs for {work.problem.id}, "
+                               f"expected {cfg.num_samples}")
+
+
+def _judge_programs(works: list[ProblemWork], cfg: SamplingConfig, judge: Any) -> None:
+    """Run every program of every plan on its problem's public tests, in one batch for the pool."""
+    tasks, slots = [], []
+    for work in works:
+        work.verdicts = [[] for _ in work.programs]
+        for plan_index, programs in enumerate(work.programs):
+            for code in programs:
+                tasks.append(JudgeTask(problem=work.problem, code=code, tests="public", early_exit=cfg.judge_early_exit))
+                slots.append((work, plan_index))
+    results = judge.run(tasks) if tasks else []
+    for (work, plan_index), result in zip(slots, results):
+        work.verdicts[plan_index].append(result)
+        work.budget.programs_judged += 1
+
+
+def sample_records(work: ProblemWork, cfg: SamplingConfig) -> list[dict[str, Any]]:
+    """samples.jsonl lines of one finished problem."""
+    budget = work.budget.to_record()
+    rows = []
+    for index, code in enumerate(work.final):
+        row: dict[str, Any] = {"problem_id": work.problem.id, "sample_index": index, "code": code,
+                               "strategy": cfg.strategy, "problem_samples": len(work.final)}
+        if work.selection is not None:
+            chosen = work.selection.chosen
+            row.update(plan=work.plans[chosen], plan_index=chosen, plan_score=work.scores[chosen].to_record(),
+                       selection=work.selection.to_record(work.scores))
+        if index < len(work.final_finish):
+            row["finish_reason"] = work.final_finish[index]
+        row["budget"] = budget
+        rows.append(row)
+    return rows
+
+
+def plans_record(work: ProblemWork) -> dict[str, Any]:
+    """samples.plans.jsonl line of one problem: every candidate plan, its programs' verdicts, why."""
+    candidates = []
+    for i, plan in enumerate(work.plans):
+        verdicts = work.verdicts[i] if i < len(work.verdicts) else []
+        candidates.append({"plan_index": i, "plan": plan, "score": work.scores[i].to_record() if work.scores else None,
+                           "programs": [{"code": code, "verdict": getattr(v, "verdict", ""), "passed": bool(v.passed),
+                                         "tests_passed": int(v.tests_passed), "tests_total": int(v.tests_total)}
+                                        for code, v in zip(work.programs[i] if i < len(work.programs) else [], verdicts)]})
+    return {"problem_id": work.problem.id, "public_tests": len(work.problem.public_tests),
+            "selection": work.selection.to_record(work.scores) if work.selection else None,
+            "candidates": candidates, "budget": work.budget.to_record()}
+
+
+def solve_problem(problem: Problem, cfg: SamplingConfig, generator: Any, judge: Any) -> dict[str, Any]:
+    """One problem through `cfg.strategy`; the answer the solve route returns."""
+    work = ProblemWork(problem)
+    run_chunk([work], cfg, generator, judge)
+    answer: dict[str, Any] = {"problem_id": problem.id, "strategy": cfg.strategy, "code": work.final[0],
+                              "codes": work.final, "budget": work.budget.to_record()}
+    if work.selection is not None:
+        answer.update(plan=work.plans[work.selection.chosen], plan_index=work.selection.chosen,
+                      selection=work.selection.to_record(work.scores), plans=work.plans)
+    return answer
