@@ -23,7 +23,7 @@ from codeplan.config import DataConfig, StageConfig
 from codeplan.errors import InputError
 from codeplan.jsonl import JsonlAppender, iter_jsonl, write_json
 from codeplan.judge._worker import decode_value, encode_value
-from codeplan.judge.pool import Judge, JudgeConfig, JudgeTask, ProgramResult
+from codeplan.judge import Judge, JudgeConfig, JudgeTask, ProgramResult
 from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
 from codeplan.problems import Problem
 
