@@ -40,10 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from codeplan.config import DataConfig  # noqa: E402
 from codeplan.data import load_problems  # noqa: E402
-from codeplan.judge import Judge, JudgeConfig, JudgeTask  # noqa: E402
+from codeplan.judge import Judge, JudgeConfig, JudgeTask, default_timeout  # noqa: E402
 from codeplan.judge._worker import APPS_PREAMBLE, wrap_in_function  # noqa: E402
 from codeplan.judge.compare import apps_call_equal, apps_stdin_equal  # noqa: E402
-from codeplan.judge.pool import default_timeout  # noqa: E402
 from codeplan.problems import Problem  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"

@@ -98,7 +98,7 @@ def main() -> None:
 
     from accelerate import Accelerator
 
-    from codeplan.train.loop import resolve_precision
+    from codeplan.train.setup import resolve_precision
 
     precision = resolve_precision(args.dtype)
     accelerator = Accelerator(mixed_precision=precision)

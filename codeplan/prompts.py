@@ -6,6 +6,7 @@ prompts are its backward-reasoning chat. Change a template here and every stage 
 
 from __future__ import annotations
 
+from codeplan.errors import SetupError
 from codeplan.problems import Problem
 
 # ---- student (training and inference) ------------------------------------------------------
@@ -122,8 +123,6 @@ def _interface_note(problem: Problem) -> str:
 def chat_prompt(tokenizer, prompt: str) -> str:
     """Wrap a student prompt as one user turn in the tokenizer's chat template, ending where the
     assistant's reply starts. Training (`chat_template: true`) and generation must both use it."""
-    from codeplan.errors import SetupError
-
     if not getattr(tokenizer, "chat_template", None):
         raise SetupError("the student's tokenizer has no chat template: train without chat_template")
     return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,

@@ -469,7 +469,7 @@ def mbppplus_record(entry: str, params: str, assertion: str, inputs: list, contr
 
 
 def converted(problem: Problem) -> list[list]:
-    from codeplan.judge.pool import evalplus_args
+    from codeplan.judge.calibrate import evalplus_args
 
     return [evalplus_args(problem, test) for test in problem.hidden_tests]
 

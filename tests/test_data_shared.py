@@ -11,7 +11,7 @@ from codeplan.cli import app
 from codeplan.config import DataConfig
 from codeplan.data import load_folder_plans, load_problems
 from codeplan.judge import Judge, JudgeConfig, JudgeTask
-from codeplan.judge.pool import evalplus_args
+from codeplan.judge.calibrate import evalplus_args
 
 pytestmark = pytest.mark.shared_data
 

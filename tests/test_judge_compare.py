@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from codeplan.judge.compare import (apps_call_args, apps_call_equal, apps_stdin_equal, evalplus_equal,
                                     strict_call_equal, strict_stdin_equal)
-from codeplan.judge.pool import split_assert
+from codeplan.judge.asserts import split_assert
 
 
 def test_apps_stdin_whitespace_leniency():

@@ -623,7 +623,7 @@ def test_truth_assertions_do_not_tell_the_program_which_truth_value_is_wanted():
     """`assert f(x)` and `assert not f(x)` both reach the program as `not not (f(x))`: a program
     that reads its caller's code to see which one it is in passes every such test when they run
     whole, and only half of them split."""
-    from codeplan.judge.pool import split_assert
+    from codeplan.judge.asserts import split_assert
 
     tests = ["assert below([1, 2, 4, 10], 100)", "assert not below([1, 20, 4, 10], 5)",
              "assert below([1, 20, 4, 10], 21)", "assert not below([1, 8, 4, 10], 10)"]

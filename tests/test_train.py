@@ -158,7 +158,7 @@ def test_resume_continues_exactly(tiny_causal_lm, tmp_path, monkeypatch):
     train(make_cfg(tiny_causal_lm, full, **settings))
 
     cut = tmp_path / "cut"
-    original = loop._save_checkpoint
+    original = loop.save_checkpoint
     interrupted = []
 
     def save_then_interrupt(accelerator, out, step, cfg):
@@ -167,10 +167,10 @@ def test_resume_continues_exactly(tiny_causal_lm, tmp_path, monkeypatch):
             interrupted.append(step)
             raise KeyboardInterrupt  # Ctrl-C right after the step-2 checkpoint
 
-    monkeypatch.setattr(loop, "_save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         train(make_cfg(tiny_causal_lm, cut, **settings))
-    monkeypatch.setattr(loop, "_save_checkpoint", original)
+    monkeypatch.setattr(loop, "save_checkpoint", original)
     assert interrupted == [2] and not (cut / "train_summary.json").exists()
     with pytest.raises(InputError, match="--resume"):
         train(make_cfg(tiny_causal_lm, cut, **settings))

@@ -10,8 +10,8 @@ Public API:
 from __future__ import annotations
 
 from codeplan.data.apps import load_folder_plans
+from codeplan.data.inspect import convert_problems, inspect_problems, summarize
 from codeplan.data.loading import FORMATS, SAMPLE_PLANS, SAMPLE_PROBLEMS, detect_format, load_problems, select
-from codeplan.data.report import convert_problems, inspect_problems, summarize
 
 __all__ = [
     "FORMATS",

@@ -13,9 +13,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from codeplan.config import DataConfig
+from codeplan.data.apps import apps_from_record
 from codeplan.data.common import InvalidRecords
+from codeplan.data.humaneval import evalplus_from_record, humaneval_from_record
+from codeplan.data.mbpp import mbpp_from_record
 from codeplan.errors import InputError, SetupError
-from codeplan.problems import Problem
+from codeplan.problems import Problem, problem_from_record
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -49,11 +52,6 @@ def _go_offline(datasets: Any) -> None:
 
 
 def _converter(columns: set[str]):
-    from codeplan.data.apps import apps_from_record
-    from codeplan.data.humaneval import evalplus_from_record, humaneval_from_record
-    from codeplan.data.mbpp import mbpp_from_record
-    from codeplan.problems import problem_from_record
-
     if {"kind", "statement"} <= columns:
         return problem_from_record
     if "question" in columns and ({"input_output", "solutions"} & columns):

@@ -6,7 +6,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from codeplan.config import DataConfig
+from codeplan.data.apps import load_apps_folder, load_apps_jsonl
+from codeplan.data.canonical import load_canonical
 from codeplan.data.common import InvalidRecords, first_record
+from codeplan.data.hub import load_hub
+from codeplan.data.humaneval import load_evalplus, load_humaneval, packaged_humaneval_path
+from codeplan.data.mbpp import load_mbpp
 from codeplan.errors import InputError
 from codeplan.problems import Problem
 
@@ -19,18 +24,9 @@ ALIASES = ("sample", "humaneval")
 HUB_PREFIX = "hub:"
 
 Loader = Callable[[Path, InvalidRecords], Iterator[Problem]]
-
-
-def _loaders() -> dict[str, Loader]:
-    # Imported here so that importing codeplan.data stays cheap for commands that only need paths.
-    from codeplan.data.canonical import load_canonical
-
-    from codeplan.data.apps import load_apps_folder, load_apps_jsonl
-    from codeplan.data.humaneval import load_evalplus, load_humaneval
-    from codeplan.data.mbpp import load_mbpp
-
-    return {"canonical": load_canonical, "apps-jsonl": load_apps_jsonl, "apps-folder": load_apps_folder,
-            "mbpp": load_mbpp, "humaneval": load_humaneval, "evalplus": load_evalplus}
+LOADERS: dict[str, Loader] = {"canonical": load_canonical, "apps-jsonl": load_apps_jsonl,
+                              "apps-folder": load_apps_folder, "mbpp": load_mbpp, "humaneval": load_humaneval,
+                              "evalplus": load_evalplus}
 
 
 def detect_format(path: Path) -> str:
@@ -68,8 +64,6 @@ def resolve(cfg: DataConfig) -> tuple[str, Path | str]:
         if cfg.path == "sample":
             return cfg.format or "canonical", SAMPLE_PROBLEMS
         if cfg.path == "humaneval":
-            from codeplan.data.humaneval import packaged_humaneval_path
-
             return cfg.format or "humaneval", packaged_humaneval_path()
         raise InputError("no such file or folder (nor an alias: 'sample', 'humaneval', or hub:DATASET_ID)",
                          path=cfg.path)
@@ -81,14 +75,11 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
     invalid = InvalidRecords(cfg.skip_invalid)
     fmt, location = resolve(cfg)
     if fmt == "hub":
-        from codeplan.data.hub import load_hub
-
         problems = list(load_hub(str(location), cfg, invalid))
     else:
-        loaders = _loaders()
-        if fmt not in loaders:
+        if fmt not in LOADERS:
             raise InputError(f"format '{fmt}' is not supported", path=location, field="format")
-        problems = list(loaders[fmt](Path(location), invalid))
+        problems = list(LOADERS[fmt](Path(location), invalid))
     problems = _unique_ids(problems, location, invalid)
     invalid.warn()
     return select(problems, cfg, location)

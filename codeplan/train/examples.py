@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codeplan.data import load_problems
 from codeplan.errors import InputError, SetupError
 from codeplan.jsonl import iter_jsonl
 from codeplan.problems import Problem
@@ -103,8 +104,6 @@ def read_plans(path: str | Path) -> list[tuple[int, PlanRecord]]:
 
 
 def load_training_problems(cfg: TrainConfig, report: DataReport) -> list[Problem]:
-    from codeplan.data import load_problems
-
     problems = load_problems(cfg.data)
     report.problems = len(problems)
     if cfg.data.split is None:
@@ -124,8 +123,6 @@ def load_training_problems(cfg: TrainConfig, report: DataReport) -> list[Problem
 
 def all_problem_ids(cfg: TrainConfig, selected: list[Problem]) -> set[str]:
     """Ids of every problem in the data, selected or not (to tell unselected from unknown plans)."""
-    from codeplan.data import load_problems
-
     if cfg.data.split is None and not cfg.data.difficulty and cfg.data.limit is None:
         everything = load_problems(cfg.data)
     else:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from codeplan.config import DataConfig
+from codeplan.data.loading import load_problems
 from codeplan.problems import Problem, write_problems
 
 
@@ -38,8 +39,6 @@ def summarize(problems: list[Problem]) -> dict[str, Any]:
 
 def inspect_problems(cfg: DataConfig, as_json: bool = False) -> dict[str, Any]:
     """Print the summary of the selected problems: one JSON object, or a readable table."""
-    from codeplan.data.loading import load_problems
-
     summary = summarize(load_problems(cfg))
     summary["path"] = cfg.path
     if as_json:
@@ -78,8 +77,6 @@ def _print_table(summary: dict[str, Any]) -> None:
 
 def convert_problems(cfg: DataConfig, out: Path) -> int:
     """Write the selected problems as canonical JSONL (atomically); returns how many were written."""
-    from codeplan.data.loading import load_problems
-
     problems = load_problems(cfg)
     write_problems(out, problems)
     print(f"wrote {len(problems)} problems to {out}")
