@@ -24,8 +24,8 @@ from codeplan.config import DataConfig, StageConfig
 from codeplan.data import load_problems
 from codeplan.errors import InputError
 from codeplan.jsonl import JsonlAppender, iter_jsonl, write_json
-from codeplan.judge._worker import decode_value, encode_value
 from codeplan.judge import Judge, JudgeConfig, JudgeTask, ProgramResult
+from codeplan.judge._worker import decode_value, encode_value
 from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
 from codeplan.problems import Problem
 
@@ -142,11 +142,11 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
                    keys: list[str], todo: list[int], stored: Cache, cache_file: Path) -> None:
     cached, references, timings = stored.verdicts, stored.references, stored.timings
     for problem in {samples[i][0]: problems[samples[i][0]] for i in todo}.values():
-        key = judge._ref_key(problem) if problem.outputs_from_solution or cfg.judge.calibrate else None
+        key = judge.references.key(problem) if problem.outputs_from_solution or cfg.judge.calibrate else None
         if problem.outputs_from_solution and key in references:
-            judge.set_reference_outputs(problem, *references[key])
+            judge.references.set_outputs(problem, *references[key])
         elif key in timings:
-            judge.set_reference_time(problem, timings[key])
+            judge.references.set_time(problem, timings[key])
     tasks = [JudgeTask(problem=problems[samples[i][0]], code=samples[i][1], tests=cfg.tests) for i in todo]
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), desc="evaluate", unit="program",
                file=sys.stderr, dynamic_ncols=True, disable=not cfg.progress)
@@ -160,17 +160,17 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
             bar.set_postfix(passed=passed[0], refresh=False)
             bar.update(1)
 
-        judge._prepare_references(tasks)
+        judge.prepare_references(tasks)
         for problem in {task.problem.id: task.problem for task in tasks}.values():
-            key = judge._ref_key(problem) if problem.outputs_from_solution or cfg.judge.calibrate else None
+            key = judge.references.key(problem) if problem.outputs_from_solution or cfg.judge.calibrate else None
             if not key:
                 continue
-            if problem.outputs_from_solution and key not in references and judge.reference_outputs(problem) is not None:
-                references[key] = judge.reference_outputs(problem)
+            if problem.outputs_from_solution and key not in references and judge.references.outputs(problem) is not None:
+                references[key] = judge.references.outputs(problem)
                 values, cpu = references[key]
                 cache.write({"reference": key, "values": encode_value(values), "cpu": cpu})
-            elif not problem.outputs_from_solution and key not in timings and judge.reference_time(problem) is not None:
-                timings[key] = judge.reference_time(problem)
+            elif not problem.outputs_from_solution and key not in timings and judge.references.time(problem) is not None:
+                timings[key] = judge.references.time(problem)
                 cache.write({"timing": key, "cpu": timings[key]})
         try:
             judge.run(tasks, on_result=record)

@@ -4,7 +4,7 @@
 A problem's first reference solution is run at most once per judge, and what it gave is kept under
 the reference run's key (its code and every input), so evaluate's cache can store and restore it.
 This module decides what to run, with which limits, and what the replies mean; the runs themselves
-go through the judge's workers (`Judge._prepare_references` in pool.py).
+go through the judge's workers (`Judge.prepare_references` in pool.py).
 """
 
 from __future__ import annotations

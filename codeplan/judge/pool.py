@@ -217,7 +217,7 @@ class Judge:
         """Judge every task; results in input order, identical whatever the number of workers."""
         self.start()
         tasks = list(tasks)
-        self._prepare_references(tasks)
+        self.prepare_references(tasks)
         try:
             return self._map(tasks, self._judge, on_result)
         finally:
@@ -459,22 +459,7 @@ class Judge:
 
     # ------------------------------------------------------------------ reference solutions (calibrate.py)
     # What evaluate's cache stores and restores.
-    def _ref_key(self, problem: Problem) -> str:
-        return self.references.key(problem)
-
-    def reference_outputs(self, problem: Problem) -> tuple[list[Any], float] | None:
-        return self.references.outputs(problem)
-
-    def set_reference_outputs(self, problem: Problem, values: list[Any], cpu: float = 0.0) -> None:
-        self.references.set_outputs(problem, values, cpu)
-
-    def reference_time(self, problem: Problem) -> float | None:
-        return self.references.time(problem)
-
-    def set_reference_time(self, problem: Problem, cpu: float) -> None:
-        self.references.set_time(problem, cpu)
-
-    def _prepare_references(self, tasks: list[JudgeTask]) -> None:
+    def prepare_references(self, tasks: list[JudgeTask]) -> None:
         """Expected outputs of HumanEval+/MBPP+ problems (the first reference solution's), and with
         `calibrate` the other problems' reference times: each run here once per problem."""
         to_derive, to_time = self.references.missing(task.problem for task in tasks)
