@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from codeplan.errors import SetupError
-from codeplan.judge import compare
+from codeplan.judge import compare, policy
 from codeplan.judge._worker import Opaque, decode_value, encode_value, send
 from codeplan.judge.sandbox import worker_command, switch_user
 from codeplan.problems import Problem, TestCase
@@ -63,6 +63,9 @@ class JudgeConfig(BaseModel):
     site_packages: bool = True  # let programs import the judge's third-party packages (numpy)
     hide_assert_expected: bool = True  # `assert f(x) == LITERAL`: evaluate f(x) in the sandbox, compare outside
     recursion_limit: int = 1000
+    # The program process's seccomp policy (codeplan/judge/policy.py): "auto" = an allowlist on
+    # x86_64/aarch64, Docker's refusals as a denylist elsewhere; "off" only to measure its cost.
+    syscall_policy: Literal["auto", "allowlist", "denylist", "off"] = "auto"
     # HumanEval+/MBPP+ (outputs from a reference): without an explicit timeout, a test may use this
     # many times the reference's slowest test CPU time, when that is above the default (evalplus
     # sizes its limits from the reference's times the same way).
@@ -104,7 +107,7 @@ class WorkerError(Exception):
 class _Worker:
     """One sandboxed worker process and its control pipes."""
 
-    def __init__(self, cfg: JudgeConfig, scratch: str) -> None:
+    def __init__(self, cfg: JudgeConfig, scratch: str, seccomp: bytes | None = None) -> None:
         argv, paths = worker_command(cfg.python, cfg.sandbox, cfg.site_packages)
         from codeplan.judge.sandbox import WORKER_ENV
 
@@ -115,7 +118,8 @@ class _Worker:
         self.in_fd = self.proc.stdin.fileno()
         self.alive = True
         self.ending = False  # an `end` was sent and its `ended` reply is still to be read
-        self.send({"sandbox": cfg.sandbox, "switch_user": switch_user() if cfg.sandbox else None, "sys_path": paths})
+        self.send({"sandbox": cfg.sandbox, "switch_user": switch_user() if cfg.sandbox else None, "sys_path": paths,
+                   "seccomp": seccomp.hex() if seccomp else None})
 
     def ready(self, timeout: float) -> dict:
         try:
@@ -271,6 +275,7 @@ class Judge:
         self._ref_keys: dict[int, tuple[Problem, str]] = {}  # id(problem) -> key (the problem is held, so ids stay unique)
         self.started = False
         self._closing = False
+        self._filter: bytes | None = None  # the seccomp program every worker loads, built at start
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Judge":
@@ -284,6 +289,8 @@ class Judge:
         if self.started:
             return
         self._closing = False
+        if self.cfg.sandbox:
+            self._filter = policy.build(policy.resolve(self.cfg.syscall_policy))
         workers = [self._spawn() for _ in range(self.size)]
         try:
             for worker in workers:
@@ -307,13 +314,16 @@ class Judge:
         self.started = False
 
     def _spawn(self) -> _Worker:
-        return _Worker(self.cfg, self._scratch.name)
+        return _Worker(self.cfg, self._scratch.name, self._filter)
 
     def _check_ready(self, worker: _Worker, hello: dict) -> None:
         if not hello.get("ready"):
             raise SetupError(f"the judge's worker failed to start: {hello}: {worker.stderr_text()}")
         if self.cfg.sandbox and (hello.get("network") or set(hello.get("network_interfaces", [])) - {"lo"}):
             raise SetupError("the sandbox has network access (bubblewrap --unshare-net did not take effect); refusing to run programs")
+        if self._filter is not None and hello.get("seccomp") != "refused":
+            raise SetupError(f"the judge's syscall filter does not take effect in the sandbox ({hello.get('seccomp')}); "
+                             "refusing to run programs")
 
     def _probe(self, worker: _Worker) -> None:
         """Run one tiny program: namespaces that cannot be set up show here, before any real work."""
