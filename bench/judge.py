@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/judge.py                 # throughput: sandboxed judge vs fresh interpreters
     .venv/bin/python bench/judge.py --references    # pass rates of the benchmarks' reference solutions
+    .venv/bin/python bench/judge.py --policy        # cost of the programs' syscall filter (on vs off)
 
 Throughput runs the same programs every way in the same run: reference solutions from
 ../shared/data (APPS, MBPP) plus wrong versions made by mutating them, with the same parallelism
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from codeplan.config import DataConfig  # noqa: E402
 from codeplan.data import load_problems  # noqa: E402
-from codeplan.judge import Judge, JudgeConfig, JudgeTask  # noqa: E402
+from codeplan.judge import Judge, JudgeConfig, JudgeTask, policy  # noqa: E402
 from codeplan.judge._worker import APPS_PREAMBLE, wrap_in_function  # noqa: E402
 from codeplan.judge.compare import apps_call_equal, apps_stdin_equal  # noqa: E402
 from codeplan.judge.pool import default_timeout  # noqa: E402
@@ -202,23 +203,25 @@ def timed(fn: Callable[[], list]) -> tuple[float, list]:
     return time.perf_counter() - started, values
 
 
+def fast_only(items: list[tuple[Problem, str]], workers: int) -> list[tuple[Problem, str]]:
+    """Programs that hit the CPU limit cost that limit on every test whichever way they are run,
+    so they measure the limit, not the harness: screen them out with a short limit first."""
+    with Judge(JudgeConfig(workers=workers, timeout=0.5)) as quick:
+        verdicts = quick.run([JudgeTask(problem=p, code=c) for p, c in items])
+    # Any test over the limit counts, not only the first failing one (a wrong answer on test 1
+    # can hide a slow test 2).
+    fast = ["timeout" not in v.test_verdicts for v in verdicts]
+    print(f"left out {fast.count(False)} programs that exceed 0.5 s CPU on a test (--include-slow keeps them)")
+    return [item for item, keep in zip(items, fast) if keep]
+
+
 def throughput(args: argparse.Namespace) -> None:
     items = programs(args.apps, args.mbpp)
     workers = args.workers or os.cpu_count() or 1
     cfg = JudgeConfig(workers=workers, timeout=args.timeout)
     with Judge(cfg) as judge:
         if not args.include_slow:
-            # Programs that hit the CPU limit cost that limit on every test whichever way they are run,
-            # so they measure the limit, not the harness: screen them out with a short limit first.
-            screen = JudgeConfig(workers=workers, timeout=0.5)
-            with Judge(screen) as quick:
-                verdicts = quick.run([JudgeTask(problem=p, code=c) for p, c in items])
-            # Any test over the limit counts, not only the first failing one (a wrong answer on test 1
-            # can hide a slow test 2).
-            fast = ["timeout" not in v.test_verdicts for v in verdicts]
-            slow = fast.count(False)
-            items = [item for item, keep in zip(items, fast) if keep]
-            print(f"left out {slow} programs that exceed 0.5 s CPU on a test (--include-slow keeps them)")
+            items = fast_only(items, workers)
         groups = {"APPS (stdin)": [i for i in items if i[0].kind == "stdin"],
                   "MBPP (assert)": [i for i in items if i[0].kind == "assert"], "all": items}
         scratch = Path(tempfile.mkdtemp(prefix="codeplan-bench-"))
@@ -244,6 +247,41 @@ def throughput(args: argparse.Namespace) -> None:
                 line += f" | python per run {len(group) / run_s:.1f}/s ({sum(per_run)} pass): {run_s / judge_s:.1f}x"
             print(line, flush=True)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def policy_cost(args: argparse.Namespace) -> None:
+    """The same programs judged with the default syscall policy and with none, in alternating rounds
+    (so load changes hit both alike): programs/s of each, and the filter's cost per program."""
+    items = programs(args.apps, args.mbpp)
+    workers = args.workers or os.cpu_count() or 1
+    if not args.include_slow:
+        items = fast_only(items, workers)
+    tasks = [JudgeTask(problem=p, code=c) for p, c in items]
+    judges = {name: Judge(JudgeConfig(workers=workers, timeout=args.timeout, syscall_policy=name))
+              for name in ("auto", "off")}
+    seconds: dict[str, list[float]] = {name: [] for name in judges}
+    verdicts: dict[str, list[str]] = {}
+    try:
+        for judge in judges.values():
+            judge.start()
+            judge.run(tasks[:20])  # warm up: modules loaded, references cached
+        for _ in range(args.rounds):
+            for name, judge in judges.items():
+                elapsed, results = timed(lambda: judge.run(tasks))
+                seconds[name].append(elapsed)
+                verdicts[name] = [r.verdict for r in results]
+    finally:
+        for judge in judges.values():
+            judge.close()
+    best = {name: min(values) for name, values in seconds.items()}
+    changed = sum(a != b for a, b in zip(verdicts["auto"], verdicts["off"]))
+    print(f"{len(tasks)} programs, {workers} workers, {args.rounds} rounds each, best round:")
+    for name, label in (("auto", f"policy {policy.resolve('auto')}"), ("off", "no filter")):
+        rounds = ", ".join(f"{value:.2f}" for value in seconds[name])
+        print(f"  {label}: {len(tasks) / best[name]:.1f} programs/s (rounds: {rounds} s)")
+    per_program = (best["auto"] - best["off"]) / len(tasks) * workers * 1000
+    print(f"  filter's cost: {best['auto'] / best['off']:.3f}x time, {per_program:+.2f} ms per program per worker; "
+          f"verdicts that differ: {changed}")
 
 
 def references(args: argparse.Namespace) -> None:
@@ -273,6 +311,8 @@ def references(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--references", action="store_true", help="pass rates of reference solutions instead")
+    parser.add_argument("--policy", action="store_true", help="the syscall filter's cost: policy on vs off instead")
+    parser.add_argument("--rounds", type=int, default=3, help="--policy: rounds per side, alternating")
     parser.add_argument("--apps", type=int, default=100, help="APPS problems to take (2 solutions + 1 mutant each)")
     parser.add_argument("--mbpp", type=int, default=200, help="MBPP problems to take (canonical + 1 mutant each)")
     parser.add_argument("--workers", type=int, default=None)
@@ -283,7 +323,12 @@ def main() -> None:
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"shared data not found at {SHARED}")
-    references(args) if args.references else throughput(args)
+    if args.references:
+        references(args)
+    elif args.policy:
+        policy_cost(args)
+    else:
+        throughput(args)
 
 
 if __name__ == "__main__":

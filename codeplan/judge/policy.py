@@ -48,7 +48,8 @@ IOCTL_REQUESTS = {"TCGETS": 0x5401, "TIOCGWINSZ": 0x5413, "FIONREAD": 0x541B, "F
 ALLOWED: dict[str, tuple[str, tuple[str, ...]]] = {
     "memory": ("the interpreter's allocator, thread stacks, loading extension modules (numpy), mmap",
                ("brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mincore", "msync")),
-    "descriptor I/O": ("stdin/stdout/stderr, files and pipes; shutil copies with sendfile; cat and other tools give access hints",
+    "descriptor I/O": ("stdin/stdout/stderr, files and pipes; shutil copies with sendfile; cat gives "
+                       "access hints (fadvise64)",
                        ("read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
                         "pwritev2", "lseek", "close", "close_range", "dup", "dup2", "dup3", "fcntl", "pipe", "pipe2",
                         "fsync", "fdatasync", "ftruncate", "fallocate", "fadvise64", "flock", "sendfile",
@@ -88,8 +89,8 @@ ALLOWED: dict[str, tuple[str, tuple[str, ...]]] = {
     "waiting on descriptors": ("select/selectors, subprocess.communicate, asyncio's event loop",
                                ("select", "pselect6", "poll", "ppoll", "epoll_create", "epoll_create1",
                                 "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2")),
-    "local sockets": ("socket.socketpair and AF_UNIX sockets (asyncio's self-pipe, multiprocessing "
-                      "connections); socket() only for AF_UNIX (no network exists in the sandbox anyway)",
+    "local sockets": ("socket.socketpair and AF_UNIX sockets (asyncio's self-pipe, selectors); socket() "
+                      "only for AF_UNIX (no network exists in the sandbox anyway)",
                       ("socket", "socketpair", "bind", "listen", "accept", "accept4", "connect", "getsockname",
                        "getpeername", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "setsockopt",
                        "getsockopt")),
