@@ -168,6 +168,10 @@ def build(policy: str, refusal: int = errno.EPERM) -> bytes | None:
     try:
         rules = sc.SyscallFilter(deny if policy == "allowlist" else sc.ALLOW)
         rules.set_attr(sc.Attr.ACT_BADARCH, deny)  # i386 (int 0x80) and x32 calls: refused, not a kill
+        try:
+            rules.set_attr(sc.Attr.CTL_OPTIMIZE, 2)  # a binary tree over the call numbers, not a linear scan
+        except OSError:
+            pass  # libseccomp < 2.5: the same policy, only a little slower per call
         if policy == "allowlist":
             special = {"clone", "socket", "ioctl"}
             for name in allowed_calls():
