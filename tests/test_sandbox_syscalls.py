@@ -277,3 +277,17 @@ def test_docs_list_every_call_of_both_policies():
     text = (Path(__file__).resolve().parents[1] / "docs" / "judge.md").read_text(encoding="utf-8")
     missing = [name for name in policy.allowed_calls() + policy.refused_calls() if f"`{name}`" not in text]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("program, why", [
+    (bytes([6, 0, 0, 0, 0, 0, 0xFF, 0x7F]), "a user namespace could still be created"),  # one `ret ALLOW`
+    (bytes([0xFF, 0xFF, 0, 0, 0, 0, 0, 0]), "the kernel refused to load the filter"),  # not an instruction
+])
+def test_a_filter_that_does_not_take_effect_stops_the_judge(monkeypatch, program, why):
+    """Each worker checks the filter it was sent before taking programs; one that loads but lets a
+    namespace through, or does not load, is a SetupError, never a judge running without it."""
+    from codeplan.errors import SetupError
+
+    monkeypatch.setattr(judge_pool.policy, "build", lambda name: program)
+    with pytest.raises(SetupError, match=why):
+        Judge(JudgeConfig(workers=1)).start()
