@@ -20,18 +20,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) judge-sandbox
 
-# The judge's sandbox needs bubblewrap (Debian/Ubuntu package `bubblewrap`). Installed here when it
-# is missing and apt-get can run (as root, e.g. CI); elsewhere `make` goes on and the judge refuses
-# to start with an error saying what to install (or run it with --unsafe-no-sandbox, trusted code only).
+# The judge's sandbox needs bubblewrap (Debian/Ubuntu package `bubblewrap`) and libseccomp
+# (`libseccomp2`, for the programs' system-call filter, built through pyseccomp). Installed here
+# when missing and apt-get can run (as root, e.g. CI); elsewhere `make` goes on and the judge
+# refuses to start with an error saying what to install (or run it with --unsafe-no-sandbox,
+# trusted code only).
 judge-sandbox:
-	@if ! command -v bwrap >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v bwrap >/dev/null 2>&1 || missing=" bubblewrap"; \
+	ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2 ' || missing="$$missing libseccomp2"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing bubblewrap (the judge's sandbox)"; \
-	    apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
-	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } || \
-	      echo "warning: could not install bubblewrap: the judge will refuse to run programs (see docs/judge.md)"; \
+	    echo "installing$$missing (the judge's sandbox)"; \
+	    apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1; } || \
+	      echo "warning: could not install$$missing: the judge will refuse to run programs (see docs/judge.md)"; \
 	  else \
-	    echo "note: bubblewrap (bwrap) is missing: install it (apt-get install bubblewrap) for the judge's sandbox"; \
+	    echo "note: the judge's sandbox needs$$missing: install it (apt-get install$$missing)"; \
 	  fi; \
 	fi
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/judge.py                 # throughput: sandboxed judge vs fresh interpreters
     .venv/bin/python bench/judge.py --references    # pass rates of the benchmarks' reference solutions
+    .venv/bin/python bench/judge.py --policy        # cost of the programs' syscall filter (on vs off)
 
 Throughput runs the same programs every way in the same run: reference solutions from
 ../shared/data (APPS, MBPP) plus wrong versions made by mutating them, with the same parallelism
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from codeplan.config import DataConfig  # noqa: E402
 from codeplan.data import load_problems  # noqa: E402
-from codeplan.judge import Judge, JudgeConfig, JudgeTask, default_timeout  # noqa: E402
+from codeplan.judge import Judge, JudgeConfig, JudgeTask, default_timeout, policy  # noqa: E402
 from codeplan.judge._worker import APPS_PREAMBLE, wrap_in_function  # noqa: E402
 from codeplan.judge.compare import apps_call_equal, apps_stdin_equal  # noqa: E402
 from codeplan.problems import Problem  # noqa: E402
@@ -201,23 +202,25 @@ def timed(fn: Callable[[], list]) -> tuple[float, list]:
     return time.perf_counter() - started, values
 
 
+def fast_only(items: list[tuple[Problem, str]], workers: int) -> list[tuple[Problem, str]]:
+    """Programs that hit the CPU limit cost that limit on every test whichever way they are run,
+    so they measure the limit, not the harness: screen them out with a short limit first."""
+    with Judge(JudgeConfig(workers=workers, timeout=0.5)) as quick:
+        verdicts = quick.run([JudgeTask(problem=p, code=c) for p, c in items])
+    # Any test over the limit counts, not only the first failing one (a wrong answer on test 1
+    # can hide a slow test 2).
+    fast = ["timeout" not in v.test_verdicts for v in verdicts]
+    print(f"left out {fast.count(False)} programs that exceed 0.5 s CPU on a test (--include-slow keeps them)")
+    return [item for item, keep in zip(items, fast) if keep]
+
+
 def throughput(args: argparse.Namespace) -> None:
     items = programs(args.apps, args.mbpp)
     workers = args.workers or os.cpu_count() or 1
     cfg = JudgeConfig(workers=workers, timeout=args.timeout)
     with Judge(cfg) as judge:
         if not args.include_slow:
-            # Programs that hit the CPU limit cost that limit on every test whichever way they are run,
-            # so they measure the limit, not the harness: screen them out with a short limit first.
-            screen = JudgeConfig(workers=workers, timeout=0.5)
-            with Judge(screen) as quick:
-                verdicts = quick.run([JudgeTask(problem=p, code=c) for p, c in items])
-            # Any test over the limit counts, not only the first failing one (a wrong answer on test 1
-            # can hide a slow test 2).
-            fast = ["timeout" not in v.test_verdicts for v in verdicts]
-            slow = fast.count(False)
-            items = [item for item, keep in zip(items, fast) if keep]
-            print(f"left out {slow} programs that exceed 0.5 s CPU on a test (--include-slow keeps them)")
+            items = fast_only(items, workers)
         groups = {"APPS (stdin)": [i for i in items if i[0].kind == "stdin"],
                   "MBPP (assert)": [i for i in items if i[0].kind == "assert"], "all": items}
         scratch = Path(tempfile.mkdtemp(prefix="codeplan-bench-"))
@@ -243,6 +246,76 @@ def throughput(args: argparse.Namespace) -> None:
                 line += f" | python per run {len(group) / run_s:.1f}/s ({sum(per_run)} pass): {run_s / judge_s:.1f}x"
             print(line, flush=True)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def syscall_cost(program: bytes | None, calls: int = 200_000) -> tuple[float, float]:
+    """(microseconds to load `program` into a fresh process, nanoseconds per getppid() after it),
+    measured in a forked child so the filter stays there."""
+    from codeplan.judge import _worker
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _worker.set_filter(program)
+            _worker.libc().prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE: libc and prctl looked up already, as in I
+            start = time.perf_counter()
+            if program is not None:
+                _worker.libc().prctl(_worker.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+                _worker.check(_worker.libc().prctl(_worker.PR_SET_SECCOMP, _worker.SECCOMP_MODE_FILTER,
+                                                   _worker.seccomp_args(), 0, 0), "seccomp")
+            load = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(calls):
+                os.getppid()
+            os.write(write, json.dumps([load * 1e6, (time.perf_counter() - start) / calls * 1e9]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as handle:
+        load_us, per_call_ns = json.loads(handle.read())
+    os.waitpid(pid, 0)
+    return load_us, per_call_ns
+
+
+def policy_cost(args: argparse.Namespace) -> None:
+    """The same programs judged with the default syscall policy and with none, in alternating rounds
+    (so load changes hit both alike): programs/s of each, and the filter's cost per program."""
+    items = programs(args.apps, args.mbpp)
+    workers = args.workers or os.cpu_count() or 1
+    if not args.include_slow:
+        items = fast_only(items, workers)
+    tasks = [JudgeTask(problem=p, code=c) for p, c in items]
+    judges = {name: Judge(JudgeConfig(workers=workers, timeout=args.timeout, syscall_policy=name))
+              for name in ("auto", "off")}
+    seconds: dict[str, list[float]] = {name: [] for name in judges}
+    verdicts: dict[str, list[str]] = {}
+    try:
+        for judge in judges.values():
+            judge.start()
+            judge.run(tasks[:20])  # warm up: modules loaded, references cached
+        for _ in range(args.rounds):
+            for name, judge in judges.items():
+                elapsed, results = timed(lambda: judge.run(tasks))
+                seconds[name].append(elapsed)
+                verdicts[name] = [r.verdict for r in results]
+    finally:
+        for judge in judges.values():
+            judge.close()
+    middle = {name: sorted(values)[len(values) // 2] for name, values in seconds.items()}
+    changed = sum(a != b for a, b in zip(verdicts["auto"], verdicts["off"]))
+    print(f"{len(tasks)} programs, {workers} workers, {args.rounds} alternating rounds each, median round:")
+    for name, label in (("auto", f"policy {policy.resolve('auto')}"), ("off", "no filter")):
+        rounds = ", ".join(f"{value:.2f}" for value in seconds[name])
+        print(f"  {label}: {len(tasks) / middle[name]:.1f} programs/s (rounds: {rounds} s)")
+    per_program = (middle["auto"] - middle["off"]) / len(tasks) * workers * 1000
+    print(f"  filter's cost: {middle['auto'] / middle['off']:.3f}x time, {per_program:+.2f} ms per program per worker; "
+          f"verdicts that differ: {changed}")
+    # The same cost from below, free of the machine's load: loading the filter and one cheap call.
+    program = policy.build(policy.resolve("auto"))
+    (load_us, with_filter), (_, without) = syscall_cost(program), syscall_cost(None)
+    print(f"  per program process: loading the filter {load_us:.0f} us; per system call: {with_filter:.0f} ns "
+          f"with it, {without:.0f} ns without ({with_filter - without:+.0f} ns)")
 
 
 def references(args: argparse.Namespace) -> None:
@@ -272,6 +345,8 @@ def references(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--references", action="store_true", help="pass rates of reference solutions instead")
+    parser.add_argument("--policy", action="store_true", help="the syscall filter's cost: policy on vs off instead")
+    parser.add_argument("--rounds", type=int, default=3, help="--policy: rounds per side, alternating")
     parser.add_argument("--apps", type=int, default=100, help="APPS problems to take (2 solutions + 1 mutant each)")
     parser.add_argument("--mbpp", type=int, default=200, help="MBPP problems to take (canonical + 1 mutant each)")
     parser.add_argument("--workers", type=int, default=None)
@@ -282,7 +357,12 @@ def main() -> None:
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"shared data not found at {SHARED}")
-    references(args) if args.references else throughput(args)
+    if args.references:
+        references(args)
+    elif args.policy:
+        policy_cost(args)
+    else:
+        throughput(args)
 
 
 if __name__ == "__main__":

@@ -275,49 +275,49 @@ def drop_capabilities() -> None:
         check(lib.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, seccomp_args(), 0, 0), "seccomp")
 
 
-# System V shared memory, message queues and semaphore sets are kernel memory that no process
-# limit counts (attach, fill, detach, repeat: gigabytes under a 512 MB limit) and that outlives
-# the program, so their `*get` calls fail with EPERM; so do the key management calls (a key left
-# in the user's keyring reached the worker's next programs) and memfd_create (memory files count
-# against the file-size limit, not the address space: 64 of them held about 1 GB beyond
-# `memory_mb`; P makes its own stdin file before the filter is on). Audit architecture and
-# (shmget, msgget, semget, add_key, request_key, keyctl, memfd_create) numbers per machine;
-# elsewhere the program's own IPC namespace bounds System V IPC to its lifetime.
-REFUSED_CALLS = {"x86_64": (0xC000003E, (29, 68, 64, 248, 249, 250, 319)),
-                 "aarch64": (0xC00000B7, (194, 186, 190, 217, 218, 219, 279))}
+# The program's system-call policy (see codeplan/judge/policy.py): a classic BPF program that the
+# judge built with libseccomp and sent in its hello message. The worker only loads it, in each P
+# (after its capabilities are dropped), so it needs no library inside the sandbox.
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
-_seccomp_args: list = []
+_seccomp_args: list = []  # [(prctl's pointer argument, the structures it points into)] once set
+
+
+def set_filter(program: bytes | None) -> None:
+    """Keep `program` (sock_filter array bytes) as prctl's argument, built once in W before any fork."""
+    if program is None:
+        return
+    import ctypes
+
+    class Program(ctypes.Structure):  # struct sock_fprog
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.c_void_p)]
+
+    code = ctypes.create_string_buffer(program, len(program))
+    _seccomp_args.append((ctypes.pointer(Program(len(program) // 8, ctypes.addressof(code))), code))
 
 
 def seccomp_args():
-    """prctl's filter argument (a classic BPF program), built once in I; None on other machines."""
-    if not _seccomp_args:
-        import ctypes
-        import platform
+    """prctl's filter argument, or None when the judge sent no filter."""
+    return _seccomp_args[0][0] if _seccomp_args else None
 
-        known = REFUSED_CALLS.get(platform.machine())
-        if known is None:
-            _seccomp_args.append(None)
-            return None
-        arch, numbers = known
-        load, jump_eq, ret, and_k = 0x20, 0x15, 0x06, 0x54
-        allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
-        code = [(load, 0, 0, 4), (jump_eq, 1, 0, arch), (ret, 0, 0, deny),  # another ABI (int 0x80): refused
-                (load, 0, 0, 0), (and_k, 0, 0, 0xBFFFFFFF)]  # x32 numbers are the 64-bit ones + 0x40000000
-        for number in numbers:
-            code += [(jump_eq, 0, 1, number), (ret, 0, 0, deny)]
-        code.append((ret, 0, 0, allow))
 
-        class Instruction(ctypes.Structure):
-            _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
-
-        class Program(ctypes.Structure):
-            _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Instruction))]
-
-        instructions = (Instruction * len(code))(*code)
-        program = Program(len(code), instructions)
-        _seccomp_args.append((ctypes.pointer(program), instructions))
-    return _seccomp_args[0][0] if _seccomp_args[0] is not None else None
+def filter_check() -> str:
+    """Load the filter in a throwaway child and try to create a user namespace there (which this
+    process can: it does so next): "refused" when the filter took effect, else what went wrong."""
+    pid = os.fork()
+    if pid == 0:
+        lib = libc()
+        code = 3
+        try:
+            lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            code = 2 if lib.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, seccomp_args(), 0, 0) != 0 else 1
+            if code == 1 and lib.unshare(CLONE_NEWUSER) != 0:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+    return {0: "refused", 1: "the filter loaded but a user namespace could still be created",
+            2: "the kernel refused to load the filter (prctl PR_SET_SECCOMP failed)"}.get(code, "the check crashed")
 
 
 # ---------------------------------------------------------------- names the APPS harness pre-imports
@@ -375,10 +375,10 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
     os.setsid()  # its own process group: killpg(0) must not reach the worker (groups cross PID namespaces)
     if sandbox:
         if seccomp_args() is None:
-            # No filter for this machine: System V IPC objects outlive the processes that made
-            # them, so in the worker's IPC namespace they would hold memory after the program
+            # No filter (syscall_policy "off"): System V IPC objects outlive the processes that
+            # made them, so in the worker's IPC namespace they would hold memory after the program
             # ended and reach the next programs; this namespace dies with the program's processes.
-            # (Where the filter refuses them, this costs a fork's worth of time for nothing.)
+            # (Both filters refuse them, and this would cost a fork's worth of time for nothing.)
             check(libc().unshare(CLONE_NEWIPC), "unshare(ipc)")
         drop_capabilities()
         os.chdir("/tmp")  # I mounted (or checked) this program's scratch before forking P
@@ -829,7 +829,6 @@ def init_loop(ctl_in: int, ctl_out: int, sandbox: bool) -> None:
     one per test, and `ended` once every process of the program is gone."""
     if sandbox:
         capset_args()
-        seccomp_args()
     # The loaded interpreter's objects are never scanned by P's collector, so fewer of I's pages
     # are written (and copied) in P.
     gc.freeze()
@@ -882,6 +881,8 @@ def self_check(sandbox: bool) -> dict:
         except OSError:
             report["network"] = False
         report["network_interfaces"] = sorted(name for _, name in socket.if_nameindex())
+        if seccomp_args() is not None:
+            report["seccomp"] = filter_check()
     return report
 
 
@@ -915,6 +916,8 @@ def main() -> None:
         os.setuid(uid)
     for path in hello.get("sys_path", []):
         sys.path.append(path)
+    if sandbox and hello.get("seccomp"):
+        set_filter(bytes.fromhex(hello["seccomp"]))
     for name in PRELOAD + list(hello.get("preload", [])):
         try:
             __import__(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from codeplan.problems import Problem
 
@@ -28,27 +28,31 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    workers: int | None = None  # programs judged at once; None = all cores
-    timeout: float | None = None  # CPU seconds per test; None = the benchmark's default (DEFAULT_TIMEOUT)
-    memory_mb: int | None = None  # address space per process; None = per benchmark (DEFAULT_MEMORY_MB)
-    sandbox: bool = True  # False = no isolation at all (trusted code only)
-    strict: bool = False  # exact comparisons instead of the APPS harness's leniency
-    wall_factor: float = 3.0  # wall-clock backstop = timeout * wall_factor + 1 s (sleeping programs)
-    max_processes: int = 8  # processes + threads a program may have at once
-    open_files: int = 64
-    output_mb: float = 16.0  # stdout bytes per test
-    scratch_mb: int = 16  # size of the private /tmp, and the largest file a program may write
-    python: str | None = None  # interpreter for programs (default: the judge's own)
-    site_packages: bool = True  # let programs import the judge's third-party packages (numpy)
-    hide_assert_expected: bool = True  # `assert f(x) == LITERAL`: evaluate f(x) in the sandbox, compare outside
-    recursion_limit: int = 1000
+    workers: int | None = Field(None, description="Programs judged at once (default: all cores).")
+    timeout: float | None = Field(None, description="CPU seconds per test (default: per benchmark, 4 s APPS, 3 s assertions).")
+    memory_mb: int | None = Field(None, description="Address space per program process, MB (default: per benchmark, 2048; HumanEval+/MBPP+ 4096).")
+    sandbox: bool = Field(True, description="Run programs in the sandbox; --unsafe-no-sandbox: no isolation at all (trusted code only).",
+                          json_schema_extra={"flag": "--sandbox/--unsafe-no-sandbox"})
+    strict: bool = Field(False, description="Exact comparisons instead of the APPS harness's leniency.")
+    wall_factor: float = Field(3.0, description="Wall-clock backstop = timeout * wall_factor + 1 s (sleeping programs).")
+    max_processes: int = Field(8, description="Processes + threads a program may have at once.")
+    open_files: int = Field(64, description="Open files a program may have.")
+    output_mb: float = Field(16.0, description="Stdout bytes per test.")
+    scratch_mb: int = Field(16, description="Size of the private /tmp, and the largest file a program may write.")
+    python: str | None = Field(None, description="Interpreter for programs (default: the judge's own).")
+    site_packages: bool = Field(True, description="Let programs import the judge's third-party packages (numpy).")
+    hide_assert_expected: bool = Field(True, description="`assert f(x) == LITERAL`: evaluate f(x) in the sandbox, compare outside.")
+    recursion_limit: int = Field(1000, description="Python recursion limit of programs.")
+    # The program process's seccomp policy (codeplan/judge/policy.py): "auto" = an allowlist on
+    # x86_64/aarch64, Docker's refusals as a denylist elsewhere; "off" only to measure its cost.
+    syscall_policy: Literal["auto", "allowlist", "denylist", "off"] = Field("auto", description="Seccomp policy of program processes: auto (allowlist on x86_64/aarch64), allowlist, denylist, off (only to measure its cost).")
     # HumanEval+/MBPP+ (outputs from a reference): without an explicit timeout, a test may use this
     # many times the reference's slowest test CPU time, when that is above the default (evalplus
     # sizes its limits from the reference's times the same way).
-    calibrate_factor: float = 4.0
+    calibrate_factor: float = Field(4.0, description="Multiple of the reference's slowest test time that a calibrated (or HumanEval+/MBPP+) limit allows.")
     # Every problem with a reference solution: its CPU limit per test becomes
     # max(calibrate_min, calibrate_factor x the reference's slowest passing test), measured here
     # once per problem; problems without one (or whose reference passes no test) keep the default.
     # Ignored when `timeout` is set.
-    calibrate: bool = False
-    calibrate_min: float = 1.0
+    calibrate: bool = Field(False, description="CPU limit per problem from its reference solution's own times: max(calibrate_min, calibrate_factor x its slowest passing test).")
+    calibrate_min: float = Field(1.0, description="Floor of a calibrated CPU limit, seconds.")

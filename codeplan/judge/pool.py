@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from codeplan.errors import SetupError
-from codeplan.judge import compare
+from codeplan.judge import compare, policy
 from codeplan.judge._worker import Opaque, decode_value, encode_value, send
 from codeplan.judge.asserts import split_assert
 from codeplan.judge.calibrate import (REFERENCE_FAILED, References, evalplus_args, every_test, outputs_job,
@@ -59,7 +59,7 @@ class WorkerError(Exception):
 class _Worker:
     """One sandboxed worker process and its control pipes."""
 
-    def __init__(self, cfg: JudgeConfig, scratch: str) -> None:
+    def __init__(self, cfg: JudgeConfig, scratch: str, seccomp: bytes | None = None) -> None:
         argv, paths = worker_command(cfg.python, cfg.sandbox, cfg.site_packages)
         self.log = tempfile.TemporaryFile(dir=scratch)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
@@ -68,7 +68,8 @@ class _Worker:
         self.in_fd = self.proc.stdin.fileno()
         self.alive = True
         self.ending = False  # an `end` was sent and its `ended` reply is still to be read
-        self.send({"sandbox": cfg.sandbox, "switch_user": switch_user() if cfg.sandbox else None, "sys_path": paths})
+        self.send({"sandbox": cfg.sandbox, "switch_user": switch_user() if cfg.sandbox else None, "sys_path": paths,
+                   "seccomp": seccomp.hex() if seccomp else None})
 
     def ready(self, timeout: float) -> dict:
         try:
@@ -152,6 +153,7 @@ class Judge:
         self.references = References(self.cfg)
         self.started = False
         self._closing = False
+        self._filter: bytes | None = None  # the seccomp program every worker loads, built at start
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Judge":
@@ -165,6 +167,8 @@ class Judge:
         if self.started:
             return
         self._closing = False
+        if self.cfg.sandbox:
+            self._filter = policy.build(policy.resolve(self.cfg.syscall_policy))
         workers = [self._spawn() for _ in range(self.size)]
         try:
             for worker in workers:
@@ -188,13 +192,16 @@ class Judge:
         self.started = False
 
     def _spawn(self) -> _Worker:
-        return _Worker(self.cfg, self._scratch.name)
+        return _Worker(self.cfg, self._scratch.name, self._filter)
 
     def _check_ready(self, worker: _Worker, hello: dict) -> None:
         if not hello.get("ready"):
             raise SetupError(f"the judge's worker failed to start: {hello}: {worker.stderr_text()}")
         if self.cfg.sandbox and (hello.get("network") or set(hello.get("network_interfaces", [])) - {"lo"}):
             raise SetupError("the sandbox has network access (bubblewrap --unshare-net did not take effect); refusing to run programs")
+        if self._filter is not None and hello.get("seccomp") != "refused":
+            raise SetupError(f"the judge's syscall filter does not take effect in the sandbox ({hello.get('seccomp')}); "
+                             "refusing to run programs")
 
     def _probe(self, worker: _Worker) -> None:
         """Run one tiny program: namespaces that cannot be set up show here, before any real work."""

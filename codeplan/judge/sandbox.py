@@ -4,9 +4,14 @@ The sandbox a worker lives in (bubblewrap, `bwrap`, from the distribution):
 - a fresh root: the Python runtime and the system libraries read-only (/usr, the interpreter's
   prefix, the site-packages the judge chooses), an empty /tmp, a minimal /dev; nothing else exists
   there (no datasets, no home, no project tree, no judge files);
-- new network (only a downed loopback), IPC, UTS, cgroup and PID namespaces; a new session;
+- new network (only a downed loopback), IPC, UTS, cgroup and PID namespaces; a new session (no
+  terminal to push input into with TIOCSTI);
+- the root read-only once everything is mounted (--remount-ro /: an ordinary user's worker owns
+  bubblewrap's root tmpfs and could otherwise fill it); no capabilities beyond those listed below;
 - an empty environment (the judge's variables, secrets included, never reach it);
 - dies with the judge (--die-with-parent).
+bubblewrap's --disable-userns does not apply: the worker itself creates the programs' user
+namespace; the programs' seccomp filter refuses further namespaces instead (`policy.py`).
 Each program then gets its own user + PID + mount namespace inside it (see `_worker.py`).
 When root starts the judge, the worker drops to an ordinary uid (process limits do not apply to
 root) after bubblewrap has mounted everything.
@@ -97,12 +102,12 @@ def bwrap_command(python: str, site_packages: bool) -> tuple[list[str], list[str
                 made.add(str(parent))
         cmd += ["--ro-bind", mount, mount]
         made.add(mount)
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/tmp"]
     if os.geteuid() == 0:
         # Root: bubblewrap runs privileged, keeps only what the worker needs to become `nobody`.
         cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
-        cmd += ["--unshare-user"]
+        cmd += ["--unshare-user", "--cap-drop", "ALL"]
     for key, value in WORKER_ENV.items():
         cmd += ["--setenv", key, value]
     return cmd, paths
