@@ -254,12 +254,18 @@ def evaluate(
 def report(
     results: Annotated[list[Path], typer.Argument(help="One or more results.json files.")],
     out: Annotated[Path, typer.Option(help="report.md to write (plots and report.json beside it).")],
+    html: Annotated[Optional[Path], typer.Option(help="Also write this self-contained HTML page to browse problem by problem.")] = None,
 ) -> None:
     """Tables and plots from results.json files (baseline against CodePLAN when both are given)."""
     from codeplan.report import write_report
 
     write_report([str(path) for path in results], str(out))
     typer.echo(f"wrote {out} (report.json and plots beside it)")
+    if html is not None:
+        from codeplan.report_html import write_html
+
+        write_html([str(path) for path in results], html)
+        typer.echo(f"wrote {html}")
 
 
 @app.command()
