@@ -144,6 +144,7 @@
     listItems = INDEX.map((row, i) => {
       const chips = row[3].map((m, a) => {
         if (!m) return el("span", { class: "chip missing", title: ARMS[a] + ": no programs", text: "-" });
+        // (chips stand in arm order; the legend under the count names them)
         const kind = m[0] === 0 ? "none" : m[0] === m[1] ? "all" : "some";
         return el("span", { class: "chip " + kind, title: `${ARMS[a]}: ${m[0]} of ${m[1]} programs pass`, text: `${m[0]}/${m[1]}` });
       });
@@ -152,6 +153,8 @@
         el("span", { class: "chips" }, ...chips), el("span", { class: "title", text: row[2] })));
     });
     list.append(...listItems);
+    $("legend").append("Chips: programs passing / sampled, per arm: ",
+      ...ARMS.map((label, a) => el("span", null, el("span", { class: "chip missing", text: String(a + 1) }), label + " ")));
     text($("count"), `${INDEX.length} of ${INDEX.length} problems`);
   }
 

@@ -214,10 +214,11 @@ def _pct(value: Any) -> str:
     return md_report._fmt(value)
 
 
-def _interval(run: dict[str, Any], *names: str) -> str | None:
-    """"[low, high]" in percent, if the run carries an interval for one of `names`."""
-    for key in ("intervals", "confidence_intervals", "ci"):
-        table = run.get(key)
+def _interval(sources: tuple[dict[str, Any], ...], *names: str) -> str | None:
+    """"[low, high]" in percent, if the run (its report entry or its results.json) carries an
+    interval for one of `names`."""
+    for key, source in ((key, source) for source in sources for key in ("intervals", "confidence_intervals", "ci")):
+        table = source.get(key)
         if not isinstance(table, dict):
             continue
         for name in names:
@@ -239,18 +240,21 @@ def _extra(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def summary_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The report's numbers as tables of cells ({t: text, s: interval or note, c: css class})."""
+def summary_tables(report: dict[str, Any], results: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The report's numbers as tables of cells ({t: text, s: interval or note, c: css class});
+    `results` (the runs' results.json, in order) are searched for intervals too."""
     runs, ks = report["runs"], report["ks"]
     labels = [run["label"] for run in runs]
+    sources = [(run, raw) for run, raw in zip(runs, results or [{}] * len(runs))]
     rows = []
     for k in ks:
         rows.append([_cell(f"pass@{k}")] + [_cell(_pct(run["pass_at_k"].get(str(k))),
-                                                  _interval(run, f"pass@{k}", str(k), f"pass_at_k.{k}")) for run in runs])
-    rows.append([_cell("strict accuracy")] + [_cell(_pct(run["strict_accuracy"]), _interval(run, "strict_accuracy", "strict accuracy"))
-                                              for run in runs])
+                                                  _interval(src, f"pass@{k}", str(k), f"pass_at_k.{k}")) for run, src in zip(runs, sources)])
+    rows.append([_cell("strict accuracy")] + [_cell(_pct(run["strict_accuracy"]), _interval(src, "strict_accuracy", "strict accuracy"))
+                                              for run, src in zip(runs, sources)])
     rows.append([_cell("test-case average")] + [_cell(_pct(run["test_case_average"]),
-                                                      _interval(run, "test_case_average", "test-case average")) for run in runs])
+                                                      _interval(src, "test_case_average", "test-case average"))
+                                                for run, src in zip(runs, sources)])
     rows.append([_cell("problems (solved by any program)")] + [
         _cell(f"{md_report._fmt(run['problems'])} ({md_report._fmt(run['solved'])})") for run in runs])
     rows.append([_cell("programs per problem")] + [_cell(md_report._num(run["samples_per_problem"])) for run in runs])
@@ -278,7 +282,9 @@ def summary_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
     for comparison in report["comparisons"]:
         known = {"metric", "reference", "value", "relative_change"}
         extra = sorted({key for row in comparison["rows"] for key in row if key not in known})
+        notes = [f"{key}: {_extra(value)}" for key, value in comparison.items() if key not in ("reference", "run", "rows")]
         tables.append({"title": f"{comparison['run']} against {comparison['reference']}", "id": "comparison",
+                       **({"note": "; ".join(notes)} if notes else {}),
                        "header": ["metric", comparison["reference"], comparison["run"], "relative change", *extra],
                        "rows": [[_cell(row["metric"]), _cell(_pct(row["reference"])), _cell(_pct(row["value"])),
                                  _cell(md_report._fmt_change(row["relative_change"], row["value"], row["reference"]))]
@@ -365,7 +371,7 @@ def build_html(paths: list[str], labels: list[str] | None = None, meta: dict[str
         index_rows.append([pid, difficulty or "unknown", title, marks])
         blocks.append(f'<script type="application/json" id="p{number}">{embed_json(block)}</script>')
     summary = {"title": report["meta"].get("run") or "codeplan report", "arms": arm_labels, "reference": report["reference"],
-               "tables": summary_tables(report), "plots": _plots(report), "notes": notes,
+               "tables": summary_tables(report, results), "plots": _plots(report), "notes": notes,
                "verdicts": list(VERDICT_ORDER), "difficulties": list(md_report.DIFFICULTY_ORDER)}
     index = {"problems": index_rows}
     page = (ASSETS / "report_html.template.html").read_text(encoding="utf-8")

@@ -268,3 +268,20 @@ def test_untrusted_text_stays_text(browser, tmp_path: Path):
     assert any(evil in text for text in _texts(browser, "#problem pre.plan"))
     assert evil in browser.find_element(By.CSS_SELECTOR, "[data-table=results] thead").get_attribute("textContent")  # a label
     assert browser.execute_script("return document.querySelectorAll('script').length") == 3 + 3 + 1  # summary, index, classes; a block per problem; the page's own
+
+
+def test_intervals_and_paired_tests_are_shown_when_a_run_has_them(tmp_path: Path):
+    """Fields another report stage may add (bootstrap intervals, McNemar's test) reach the tables."""
+    from codeplan.report import build_report
+    from codeplan.report_html import summary_tables
+
+    paths = make_runs(tmp_path)
+    report = build_report(paths)
+    raw = [json.loads(Path(p).read_text()) for p in paths]
+    raw[1]["intervals"] = {"pass@1": [0.5, 0.75], "strict_accuracy": {"low": 0.4, "high": 0.8}}
+    report["comparisons"][0]["rows"][0]["p_value"] = 0.0312
+    tables = {t["id"]: t for t in summary_tables(report, raw)}
+    rows = {row[0]["t"]: row[1:] for row in tables["results"]["rows"]}
+    assert rows["pass@1"][1] == {"t": "62.50", "s": "[50.00, 75.00]"} and "s" not in rows["pass@1"][0]
+    assert rows["strict accuracy"][1]["s"] == "[40.00, 80.00]"
+    assert tables["comparison"]["header"][-1] == "p_value" and tables["comparison"]["rows"][0][-1]["t"] == "0.0312"
