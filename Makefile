@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean judge-sandbox
+.PHONY: install demo test bench clean judge-sandbox browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,10 +40,24 @@ judge-sandbox:
 	  fi; \
 	fi
 
+# The HTML report's browser test (tests/test_report_html.py) drives headless Chromium through
+# Selenium: Debian's `chromium` and `chromium-driver`, installed the same way when missing.
+# `make test` runs this (`make demo` does not need it); without them that test is skipped (failed under CI=1).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium + chromium-driver (the HTML report's browser test)"; \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	      echo "warning: could not install chromium: the HTML report's browser test will be skipped"; \
+	  else \
+	    echo "note: chromium + chromedriver are missing: install them (apt-get install chromium chromium-driver) for the HTML report's browser test"; \
+	  fi; \
+	fi
+
 demo: install
 	$(BIN)/codeplan run configs/demo.yaml
 
-test: install
+test: install browser
 	@# pytest exits 5 when it collected no tests: that is a failure, not a pass.
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -ne 5 ] || rc=1; exit $$rc
 

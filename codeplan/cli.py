@@ -296,13 +296,15 @@ _data_command("convert", _convert, "Write problems in the canonical JSONL format
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="report.md to write (plots and report.json beside it).")
-def report(results: tuple[str, ...], out: str) -> None:
+@click.option("--html", type=click.Path(dir_okay=False), default=None,
+              help="Also write this self-contained HTML page to browse the runs problem by problem.")
+def report(results: tuple[str, ...], out: str, html: str | None) -> None:
     """Tables and plots from results.json files (baseline against CodePLAN when both are given)."""
     def run(**_: Any) -> None:
         from codeplan.report import write_report
 
-        write_report(list(results), out)
-        click.echo(f"wrote {out} (report.json and plots beside it)")
+        write_report(list(results), out, html=html)
+        click.echo(f"wrote {out} (report.json and plots beside it)" + (f" and {html}" if html else ""))
 
     _user_errors(run)()
 

@@ -29,8 +29,9 @@ from codeplan.judge._worker import decode_value, encode_value
 from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
 from codeplan.problems import Problem
 
-# Bump when a change to the judge can change verdicts: old cache records are then ignored.
-JUDGE_VERSION = 3
+# Bump when a change to the judge can change verdicts, or when cached records lack a field
+# results.json needs (4: `failure`, the first failing test): old cache records are then ignored.
+JUDGE_VERSION = 4
 
 
 class EvaluateConfig(StageConfig):
@@ -198,7 +199,8 @@ def summarize(cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dic
         "problems": {
             pid: {"n": len(rs), "c": sum(r.passed for r in rs), "difficulty": problems[pid].difficulty,
                   "samples": [{"passed": r.passed, "verdict": r.verdict, "tests_passed": r.tests_passed,
-                               "tests_total": r.tests_total, "detail": r.detail} for r in rs]}
+                               "tests_total": r.tests_total, "detail": r.detail,
+                               **({"failure": r.failure} if r.failure else {})} for r in rs]}
             for pid, rs in per_problem.items()
         },
         "config": {"samples": cfg.samples, "data": cfg.data.path, "k": cfg.k, "tests": cfg.tests,

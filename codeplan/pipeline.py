@@ -8,6 +8,7 @@ Layout of a run folder (runs/NAME by default):
     <mode>/<strategy>/samples.jsonl      generate (+ samples.plans.jsonl, samples.summary.json)
     <mode>/<strategy>/results.json       evaluate
     report.md, report.json, *.png        report (rebuilt on every run: it is cheap)
+    report.html                          the same, and every problem's plans, programs and verdicts, to browse
     run.json                             what ran, with settings, versions and wall times
     .stages/<stage>.json                 completion markers: the stage's settings and wall time
 
@@ -373,7 +374,8 @@ def _report(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any] | None:
     meta = {"run": cfg.name, "student": cfg.student, "teacher": record["teacher"] or f"plans from {record['plans']}",
             "train data": _describe(cfg.data.train), "test data": _describe(cfg.data.test), "seed": cfg.seed,
             "versions": record["versions"], "stage seconds": stage_seconds}
-    return write_report(paths, str(cfg.run_dir / "report.md"), labels=labels, meta=meta)
+    return write_report(paths, cfg.run_dir / "report.md", labels=labels, meta=meta, html=cfg.run_dir / "report.html",
+                        data=cfg.data.test)
 
 
 def _describe(data: DataConfig) -> str:

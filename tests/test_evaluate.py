@@ -50,6 +50,10 @@ def test_results_follow_the_contract(workspace):
     assert [s["verdict"] for s in add["samples"]] == ["pass", "wrong_answer", "compile_error"]
     assert [s["tests_passed"] for s in add["samples"]] == [2, 1, 0]
     assert [s["tests_passed"] for s in twice["samples"]] == [1, 3, 3]  # samples reported in file order
+    # The first failing hidden test, as the judge saw it: stdin text, a call's arguments and value.
+    assert add["samples"][1]["failure"] == {"test": 1, "input": "2 2\n", "expected": "4\n", "output": "3\n", "stderr": ""}
+    assert twice["samples"][0]["failure"] == {"test": 0, "input": "[1]", "expected": "[2]", "output": "1", "stderr": ""}
+    assert "failure" not in add["samples"][0] and "failure" not in add["samples"][2]  # passed; never ran a test
     assert saved["pass_at_k"]["1"] == pytest.approx((1 / 3 + 2 / 3) / 2)
     assert saved["pass_at_k"]["5"] == 1.0  # k > n: the n samples are all there is
     assert saved["strict_accuracy"] == pytest.approx(0.5)

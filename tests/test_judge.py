@@ -247,3 +247,16 @@ def test_calibrated_limits_follow_the_reference_solutions_time():
     with Judge(JudgeConfig(workers=1, calibrate=True, timeout=0.5)) as fixed:  # an explicit timeout wins
         run_one(fixed, SLOW_SUM, "print(3)\n")
         assert fixed.limits(SLOW_SUM)["cpu"] == 0.5
+
+
+def test_first_failing_test_is_kept_bounded(judge):
+    """The snippet a report shows: the failing test's input, expected and actual output, each cut."""
+    long = run_one(judge, SUM, "input()\nprint('x' * 5000)\n")
+    assert long.failure["test"] == 0 and long.failure["input"] == "1 2\n" and long.failure["expected"] == "3\n"
+    assert long.failure["output"].startswith("x" * 1000) and long.failure["output"].endswith("(cut at 1000 characters)")
+    assert len(long.failure["output"]) < 1100
+    crash = run_one(judge, SUM, "a, b = map(int, input().split())\nprint(a + b if a < 5 else 1 / 0)\n")
+    assert crash.failure["test"] == 1 and "ZeroDivisionError" in crash.failure["stderr"]
+    assertion = run_one(judge, MBPP, "def square(x):\n    return x * x if x > 0 else 0\n")
+    assert assertion.failure["test"] == 1 and "square(-2)" in assertion.failure["input"]
+    assert run_one(judge, SUM, "a, b = map(int, input().split())\nprint(a + b)\n").failure is None

@@ -89,6 +89,9 @@ def test_whole_pipeline_on_a_tiny_model_then_a_rerun_skips_everything(tiny_causa
     report = (run / "report.md").read_text()
     assert "codeplan/plan-sampling against baseline/direct" in report and "Plan selection" in report
     assert (run / "report-pass-at-k.png").is_file()
+    page = (run / "report.html").read_text()  # the page to browse, with the test problems' statements
+    assert page.count('<script type="application/json" id="p') == 2 and "codeplan/plan-sampling" in page
+    assert '"statement":' in page
     assert not any(stage["skipped"] for stage in record["stages"].values())
     printed = capsys.readouterr().out
     assert "codeplan/plan-sampling" in printed and "complete" in printed  # the report is printed at the end

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from codeplan.cli import app
 from codeplan.errors import InputError
-from codeplan.report import relative_change, write_report
+from codeplan.report import write_report
+from codeplan.report.tables import relative_change
 
 
 def _results(folder: Path, p1: float, p5: float, strict: float, intro: float, interview: float) -> Path:

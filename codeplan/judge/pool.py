@@ -47,6 +47,9 @@ class ProgramResult:
     detail: str = ""
     test_verdicts: list[str] = field(default_factory=list)  # one per test run, in order
     cpu_seconds: float = 0.0
+    # The first failing test, for a reader: {"test", "input", "expected", "output", "stderr"},
+    # each cut to SNIPPET_CHARS (see `failure_snippet`); None when the program passed or never ran a test.
+    failure: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -329,7 +332,7 @@ class Judge:
         # round trip per test); with it, the judge decides after each verdict whether to go on.
         sent = 1 if task.early_exit else total
         job["run"] = [message for message, _ in messages[:sent]]
-        passed, verdicts, cpu, first_fail, detail = 0, [], 0.0, None, ""
+        passed, verdicts, cpu, first_fail, detail, failure = 0, [], 0.0, None, "", None
         try:
             reply = self._send_program(worker, job, 60.0 + len(task.code) / 1e5)
             if "error" in reply:
@@ -362,6 +365,7 @@ class Judge:
                     continue
                 if first_fail is None:
                     first_fail, detail = verdict, f"test {index}: {why}"
+                    failure = failure_snippet(index, tests[index], message, raw, expected)
                 if sent == index + 1 and (verdict == "compile_error" or task.early_exit):
                     break
         except BaseException:
@@ -371,7 +375,7 @@ class Judge:
             if worker.alive:
                 self._end_program(worker)
         verdict = first_fail or "pass"
-        return ProgramResult(verdict, verdict == "pass", passed, total, detail[:500], verdicts, round(cpu, 4))
+        return ProgramResult(verdict, verdict == "pass", passed, total, detail[:500], verdicts, round(cpu, 4), failure)
 
     @staticmethod
     def _send_program(worker: _Worker, job: dict, timeout: float) -> dict:
@@ -529,3 +533,30 @@ def shown(value: Any, width: int = 80) -> str:
     except (ValueError, RecursionError):
         return f"<{type(value).__name__} too large to show>"
 
+
+SNIPPET_CHARS = 1000  # per field of a failure snippet: enough to see a mismatch, small at 10^5 samples
+
+
+def cut(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """`text`, or its first `limit` characters and a line saying it was cut."""
+    return text if len(text) <= limit else f"{text[:limit]}\n... (cut at {limit} characters)"
+
+
+def failure_snippet(index: int, test: TestCase, message: dict, raw: dict, expected: Any) -> dict[str, Any]:
+    """What a reader needs to see why test `index` failed, each field bounded. Built here in the
+    judge after the test ran: the expected output it shows never reaches the program."""
+    mode = message["mode"]
+    if mode == "stdin":
+        given = message["stdin"]
+        wanted = "\n".join(map(str, expected)) if isinstance(expected, list) else str(expected if expected is not None else "")
+    else:
+        given = str(test.input) if mode in ("expr", "assert") else shown(decode_value(message["input"]), SNIPPET_CHARS + 1)
+        wanted = None if mode == "assert" else shown(expected, SNIPPET_CHARS + 1)  # an assertion holds its own
+    status = raw.get("status") or {}
+    if mode == "stdin" or "value" not in status:
+        output = raw.get("stdout", "")
+    else:
+        output = shown(decode_value(status["value"]), SNIPPET_CHARS + 1)
+    error = f"{status['exc']}: {status.get('message', '')}" if status.get("ok") is False else ""
+    return {"test": index, "input": cut(given), "expected": None if wanted is None else cut(wanted),
+            "output": cut(output), "stderr": cut((raw.get("stderr") or error).strip())}

@@ -1,4 +1,4 @@
-"""`codeplan report`: markdown and JSON tables plus PNG plots from one or more results.json files.
+"""Markdown and JSON tables plus PNG plots from one or more results.json files.
 
 For each results.json the report reads, where it can find them, the samples it judged (the
 `samples` path recorded in results.json, else samples.jsonl beside it) and their summary
@@ -353,7 +353,7 @@ def _plot_plans(report: dict[str, Any], path: Path) -> list[str]:
     return list(curves)
 
 
-def write_report(paths: list[str], out: str, *, labels: list[str] | None = None,
+def write_tables(paths: list[str], out: str, *, labels: list[str] | None = None,
                  meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write report.md, report.json and PNG plots beside it; return the report data."""
     out_path = Path(out)

@@ -1,0 +1,24 @@
+"""`codeplan report`: what runs scored, as markdown and JSON tables with PNG plots (tables.py), and
+as one self-contained HTML page to browse problem by problem (html.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from codeplan.config import DataConfig
+from codeplan.report.tables import build_report, load_results, render_markdown, write_tables
+from codeplan.report.html import write_html  # noqa: I001 - after tables, which it reads
+
+__all__ = ["build_report", "load_results", "render_markdown", "write_html", "write_report", "write_tables"]
+
+
+def write_report(paths: list[str], out: str | Path, *, labels: list[str] | None = None,
+                 meta: dict[str, Any] | None = None, html: str | Path | None = None,
+                 data: DataConfig | None = None) -> dict[str, Any]:
+    """report.md, report.json and the plots at `out`; with `html`, the page too (statements and
+    public tests from `data`, else from the data path each results.json records)."""
+    report = write_tables(paths, str(out), labels=labels, meta=meta)
+    if html is not None:
+        write_html(paths, html, labels=labels, meta=meta, data=data)
+    return report
