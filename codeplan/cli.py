@@ -146,8 +146,11 @@ def _renamed_flags(model: type[BaseModel], flags: list[Flag]) -> dict[str, str]:
     by_path = {".".join(f.path): f.option.opts[0] for f in flags}
     table = dict(RENAMED_FLAGS)
     for old, new in getattr(model, "renamed", {}).items():
-        target = by_path.get(new.split(" ")[0])
         old_flag = "--" + old.replace("_", "-")
+        if new.startswith(":"):  # removed, with the reason
+            table[old_flag] = f"gone{new}"
+            continue
+        target = by_path.get(new.split(" ")[0])
         table[old_flag] = (target + new[len(new.split(" ")[0]):]) if target else f"(config key '{new}')"
     return table
 
@@ -163,7 +166,9 @@ class StageCommand(click.Command):
         except click.NoSuchOption as err:
             new = self.renamed.get(err.option_name)
             if new:
-                raise click.UsageError(f"{err.option_name} is now {new}", ctx=ctx) from None
+                said = new.removeprefix("gone") if new.startswith("gone:") else f" is now {new}"
+                raise click.UsageError(f"{err.option_name}{' was removed' + said if new.startswith('gone:') else said}",
+                                       ctx=ctx) from None
             raise
 
 

@@ -35,7 +35,7 @@ class GenerateConfig(SamplingConfig):
     """Settings of `codeplan generate`: the sampling settings plus what to load, where to write,
     and how the programs judged on example tests are run."""
 
-    renamed = {"judge_workers": "judge.workers", "judge_timeout": "judge.timeout",
+    renamed = {**SamplingConfig.renamed, "judge_workers": "judge.workers", "judge_timeout": "judge.timeout",
                "unsafe_no_sandbox": "judge.sandbox (false)", "batch_size": "backend.batch_size",
                "dtype": "backend.dtype"}
 
@@ -124,7 +124,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
             generator = ChatPrompts(generator)
             planner = ChatPrompts(planner) if planner is not None else None
         plans_path, _ = sidecar_paths(out)
-        needs_judge = cfg.strategy == "plan-sampling" and any(p.public_tests for p in todo)
+        needs_judge = cfg.strategy in ("plan-sampling", "direct-rerank") and any(p.public_tests for p in todo)
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), unit="problem", desc=f"generate ({cfg.strategy})",
                    disable=not cfg.progress, file=sys.stderr, dynamic_ncols=True)
         with (Judge(cfg.judge) if needs_judge else nullcontext(None)) as judge, JsonlAppender(out) as samples_out, \

@@ -373,9 +373,22 @@ def _report(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any] | None:
     stage_seconds = {name: t["seconds"] for name, t in record["stages"].items()}
     meta = {"run": cfg.name, "student": cfg.student, "teacher": record["teacher"] or f"plans from {record['plans']}",
             "train data": _describe(cfg.data.train), "test data": _describe(cfg.data.test), "seed": cfg.seed,
-            "versions": record["versions"], "stage seconds": stage_seconds}
+            "versions": record["versions"], "stage seconds": stage_seconds, "trained on": _trained_on(cfg)}
     return write_report(paths, cfg.run_dir / "report.md", labels=labels, meta=meta, html=cfg.run_dir / "report.html",
                         data=cfg.data.test)
+
+
+def _trained_on(cfg: RunConfig) -> dict[str, str]:
+    """Per mode: optimizer steps and, per task, examples and tokens (from train_summary.json)."""
+    seen = {}
+    for mode in cfg.modes:
+        path = cfg.model_dir(mode) / "train_summary.json"
+        if path.is_file():
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            tasks = ", ".join(f"{task} {v['examples']} examples / {v['tokens']} tokens"
+                              for task, v in (summary.get("trained_on") or {}).items())
+            seen[mode] = f"{summary.get('steps')} steps; {tasks}"
+    return seen
 
 
 def _describe(data: DataConfig) -> str:

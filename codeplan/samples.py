@@ -26,15 +26,18 @@ class Budget:
     """What a problem cost, so strategies compare at equal cost."""
 
     model_calls: int = 0  # prompts sent to the model
-    sequences: int = 0  # continuations generated
+    sequences: int = 0  # continuations generated (plans and programs)
+    programs: int = 0  # programs generated (what `budget` counts)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     programs_judged: int = 0
     seconds: float = 0.0
 
-    def add_completion(self, completion: Any) -> None:
+    def add_completion(self, completion: Any, *, programs: bool = False) -> None:
         self.model_calls += 1
         self.sequences += len(completion.texts)
+        if programs:
+            self.programs += len(completion.texts)
         self.prompt_tokens += int(completion.prompt_tokens or 0)
         self.completion_tokens += int(completion.completion_tokens or 0)
 

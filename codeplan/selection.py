@@ -37,10 +37,18 @@ class PlanScore:
     tests_passed: int = 0
     tests_total: int = 0
     logprob: float | None = None  # summed log-probability of the plan text, where the backend gives it
+    tokens: int | None = None  # tokens of the plan text (what the likelihood is normalised by), where known
 
     @property
     def pass_share(self) -> float:
         return self.programs_passed / self.programs if self.programs else 0.0
+
+    @property
+    def mean_logprob(self) -> float | None:
+        """Log-probability per token: a plan's likelihood that does not favour short plans."""
+        if self.logprob is None or not math.isfinite(self.logprob):
+            return None
+        return self.logprob / self.tokens if self.tokens else self.logprob
 
     @property
     def test_rate(self) -> float:
@@ -54,15 +62,18 @@ class PlanScore:
         return cls(**{key: record[key] for key in cls.__dataclass_fields__ if key in record})
 
 
-def score_plan(index: int, results: Sequence[Any], logprob: float | None = None) -> PlanScore:
-    """Score a plan from the verdicts of its programs (objects with passed/tests_passed/tests_total)."""
+def score_plan(index: int, results: Sequence[Any], logprob: float | None = None, tokens: int | None = None) -> PlanScore:
+    """Score a plan from the verdicts of its programs (objects with passed/tests_passed/tests_total).
+    The verdicts must come from running every public test (no early exit), so that tests_passed
+    counts passes, not the prefix before the first failure."""
     return PlanScore(index=index, programs=len(results), programs_passed=sum(bool(r.passed) for r in results),
                      tests_passed=sum(int(r.tests_passed) for r in results),
-                     tests_total=sum(int(r.tests_total) for r in results), logprob=logprob)
+                     tests_total=sum(int(r.tests_total) for r in results), logprob=logprob, tokens=tokens)
 
 
 def _likelihood(score: PlanScore) -> float:
-    return score.logprob if score.logprob is not None and math.isfinite(score.logprob) else -math.inf
+    mean = score.mean_logprob
+    return mean if mean is not None else -math.inf
 
 
 # Each rule is a sort key; the highest key wins and ties go to the earliest plan.
@@ -102,7 +113,7 @@ def _reason(best: PlanScore, scores: Sequence[PlanScore], rule: str, has_public_
     prefix = "" if has_public_tests else "no public example tests; "
     if rule == "first":
         return f"{prefix}rule 'first': plan 0 taken without scoring"
-    lp = "n/a" if best.logprob is None else f"{best.logprob:.2f}"
+    lp = "n/a" if best.mean_logprob is None else f"{best.mean_logprob:.3f} per token"
     if rule == "likelihood":
         return f"{prefix}highest plan log-probability ({lp}) of {len(scores)} plans"
     ties = sum(1 for s in scores if RULE_KEYS[rule](s) == RULE_KEYS[rule](best))
@@ -128,3 +139,13 @@ def solved_by_plan_count(selections: Sequence[Sequence[PlanScore]], rule: str = 
                 solved += 1
         counts.append(solved)
     return counts
+
+
+def rank_programs(verdicts: Sequence[Any]) -> list[int]:
+    """Indices of judged programs, best on the public tests first: passing every test, then the
+    share of tests passed; ties stay in sampling order (no likelihood: programs compete on tests)."""
+    def key(i: int) -> tuple[float, float, int]:
+        v = verdicts[i]
+        return (-float(bool(v.passed)), -(v.tests_passed / v.tests_total if v.tests_total else 0.0), i)
+
+    return sorted(range(len(verdicts)), key=key)

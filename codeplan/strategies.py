@@ -1,10 +1,17 @@
 """How programs are sampled for a batch of problems: the strategies that generate and serve share.
 
     direct:         N programs per problem from the code prompt.
-    plan-sampling:  K plans per problem; M programs per plan, judged on the problem's PUBLIC
-                    example tests only; the best plan by a selectable rule (codeplan.selection);
-                    N final programs written from that plan (a new round of generation, as in the
-                    paper's Fig. 4).
+    direct-rerank:  B programs from the code prompt, judged on the problem's PUBLIC example tests;
+                    the N best are submitted (ties in sampling order). The control that isolates
+                    planning from test-based reranking.
+    plan-sampling:  K plans per problem; M programs per plan, judged on the public tests; the best
+                    plan by a selectable rule (codeplan.selection); then either N new programs
+                    written from that plan (`final: rewrite`, the paper's Fig. 4) or the N best
+                    programs already judged for it (`final: best-judged`).
+
+Budget: `budget` counts the programs generated per problem (plans are reported apart, as
+sequences and tokens): direct N, direct-rerank B, plan-sampling K*M (+ N with rewrite). When it is
+set, the strategy's own numbers must add up to it, so arms compared at one budget really are.
 
 `run_chunk` takes a chunk of problems through every phase, sending each phase's prompts to the
 backend at once. Every prompt has its own seed, a function of (seed, phase, problem, plan), so a
@@ -19,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from codeplan.config import StageConfig
 from codeplan.judge import JudgeTask
@@ -28,15 +35,16 @@ from codeplan.problems import Problem
 from codeplan.prompts import CODE_STOP, PLAN_STOP, code_prompt, plan_conditioned_code_prompt, plan_prompt
 from codeplan.samples import Budget
 from codeplan.sanitize import extract_code, student_plan
-from codeplan.selection import FallbackRule, PlanScore, Selection, SelectionRule, score_plan, select_plan
+from codeplan.selection import (FallbackRule, PlanScore, Selection, SelectionRule, rank_programs, score_plan,
+                                select_plan)
 
-Strategy = Literal["plan-sampling", "direct"]
+Strategy = Literal["plan-sampling", "direct", "direct-rerank"]
 
 
 class SamplingConfig(StageConfig):
     """How many programs a problem gets and how; defaults for plan sampling follow the CodePLAN release."""
 
-    strategy: Strategy = Field("plan-sampling", description="plan-sampling or direct.")
+    strategy: Strategy = Field("plan-sampling", description="plan-sampling, direct, or direct-rerank (the reranking control).")
     num_plans: int = Field(20, ge=1, description="K: plans sampled per problem (release: 20).")
     codes_per_plan: int = Field(10, ge=1, description="M: programs per plan, judged on the example tests (release: 10).")
     num_samples: int = Field(10, ge=1, description="N: final programs per problem (enough for pass@10).")
@@ -50,7 +58,39 @@ class SamplingConfig(StageConfig):
     selection: SelectionRule = Field("pass-share", description="Plan selection rule: pass-share, test-rate, likelihood, first.")
     fallback: FallbackRule = Field("likelihood", description="Rule for problems without public example tests.")
     seed: int = Field(0, description="Sampling seed (each prompt derives its own from it).")
-    judge_early_exit: bool = Field(True, description="Stop a program at its first failing example test.")
+    final: Literal["rewrite", "best-judged"] = Field("rewrite", description=(
+        "Plan sampling's submissions: N new programs from the chosen plan, or its N best judged programs."))
+    budget: int | None = Field(None, ge=1, description=(
+        "Programs generated per problem (direct-rerank: B, required; others: checked against K*M (+N), N)."))
+
+    renamed = {"judge_early_exit": ": plan selection now runs every public test"}
+
+    @model_validator(mode="after")
+    def _budget_adds_up(self) -> "SamplingConfig":
+        if self.strategy == "direct-rerank":
+            if self.budget is None:
+                raise ValueError("direct-rerank needs budget (programs sampled and judged per problem)")
+            if self.num_samples > self.budget:
+                raise ValueError(f"num_samples {self.num_samples} is more than the budget {self.budget}")
+        elif self.budget is not None and self.programs_per_problem() != self.budget:
+            hint = ""
+            if self.strategy == "plan-sampling":
+                rest = self.budget - (self.num_samples if self.final == "rewrite" else 0)
+                hint = (f"; codes_per_plan {rest // self.num_plans} would" if rest > 0 and rest % self.num_plans == 0
+                        else "; choose num_plans and codes_per_plan so that they do")
+            raise ValueError(f"strategy {self.strategy} generates {self.programs_per_problem()} programs per problem, "
+                             f"not the budget {self.budget}{hint}")
+        if self.strategy == "plan-sampling" and self.final == "best-judged" and self.num_samples > self.codes_per_plan:
+            raise ValueError("final best-judged submits programs of the chosen plan: num_samples must be at most codes_per_plan")
+        return self
+
+    def programs_per_problem(self) -> int:
+        """Programs (code sequences) this strategy generates for a problem with public tests."""
+        if self.strategy == "direct":
+            return self.num_samples
+        if self.strategy == "direct-rerank":
+            return self.budget or self.num_samples
+        return self.num_plans * self.codes_per_plan + (self.num_samples if self.final == "rewrite" else 0)
 
 
 @dataclass
@@ -61,7 +101,8 @@ class ProblemWork:
     budget: Budget = field(default_factory=Budget)
     plans: list[str] = field(default_factory=list)
     plan_logprobs: list[float | None] = field(default_factory=list)
-    programs: list[list[str]] = field(default_factory=list)  # per plan
+    plan_tokens: list[int | None] = field(default_factory=list)
+    programs: list[list[str]] = field(default_factory=list)  # per plan (direct-rerank: one list)
     verdicts: list[list[Any]] = field(default_factory=list)  # per plan
     scores: list[PlanScore] = field(default_factory=list)
     selection: Selection | None = None
@@ -121,9 +162,25 @@ def run_chunk(works: list[ProblemWork], cfg: SamplingConfig, generator: Any, jud
         phase(f"{len(works)} problems: {cfg.num_samples} programs each")
         prompts = [code_prompt(w.problem) for w in works]
         for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, each))):
-            work.budget.add_completion(completion)
+            work.budget.add_completion(completion, programs=True)
             work.final = [extract_code(text) for text in completion.texts]
             work.final_finish = list(completion.finish_reasons or [])
+    elif cfg.strategy == "direct-rerank":
+        size = cfg.programs_per_problem()
+        phase(f"{len(works)} problems: {size} programs each, reranked on example tests")
+        prompts = [code_prompt(w.problem) for w in works]
+        for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", size, each))):
+            work.budget.add_completion(completion, programs=True)
+            work.programs = [[extract_code(text) for text in completion.texts]]
+            work.final_finish = list(completion.finish_reasons or [])
+        testable = [w for w in works if w.problem.public_tests]
+        phase(f"judging {sum(len(w.programs[0]) for w in testable)} programs on example tests")
+        _judge_programs(testable, judge)
+        for work in works:
+            order = rank_programs(work.verdicts[0]) if work.problem.public_tests else list(range(size))
+            keep = order[:cfg.num_samples]
+            work.final = [work.programs[0][i] for i in keep]
+            work.final_finish = [work.final_finish[i] for i in keep if i < len(work.final_finish)]
     else:
         # (1) K candidate plans per problem.
         phase(f"{len(works)} problems: sampling {cfg.num_plans} plans each")
@@ -133,6 +190,9 @@ def run_chunk(works: list[ProblemWork], cfg: SamplingConfig, generator: Any, jud
             work.plans = [student_plan(text) for text in completion.texts]
             lps = completion.logprobs
             work.plan_logprobs = list(lps) if lps is not None and len(lps) == len(work.plans) else [None] * len(work.plans)
+            per_token = completion.token_logprobs
+            work.plan_tokens = ([len(t) for t in per_token] if per_token is not None and len(per_token) == len(work.plans)
+                                else [None] * len(work.plans))
         # (2) M programs per plan, only where example tests can tell plans apart.
         testable = [w for w in works if w.problem.public_tests]
         prompts = [plan_conditioned_code_prompt(w.problem, plan) for w in testable for plan in w.plans]
@@ -143,23 +203,32 @@ def run_chunk(works: list[ProblemWork], cfg: SamplingConfig, generator: Any, jud
         for work in testable:
             work.programs = []
         for work, completion in zip(owners, codes):
-            work.budget.add_completion(completion)
+            work.budget.add_completion(completion, programs=True)
             work.programs.append([extract_code(text) for text in completion.texts])
         phase(f"judging {sum(len(p) for w in testable for p in w.programs)} programs on example tests")
-        _judge_programs(testable, cfg, judge)
+        _judge_programs(testable, judge)
         # (3) choose a plan per problem.
         for work in works:
             if work.problem.public_tests:
-                work.scores = [score_plan(i, verdicts, work.plan_logprobs[i]) for i, verdicts in enumerate(work.verdicts)]
+                work.scores = [score_plan(i, verdicts, work.plan_logprobs[i], work.plan_tokens[i])
+                               for i, verdicts in enumerate(work.verdicts)]
             else:
-                work.scores = [PlanScore(index=i, logprob=lp) for i, lp in enumerate(work.plan_logprobs)]
+                work.scores = [PlanScore(index=i, logprob=lp, tokens=n)
+                               for i, (lp, n) in enumerate(zip(work.plan_logprobs, work.plan_tokens))]
             work.selection = select_plan(work.scores, cfg.selection, has_public_tests=bool(work.problem.public_tests),
                                          fallback=cfg.fallback)
-        # (4) N final programs from the chosen plan.
-        phase(f"{len(works)} problems: {cfg.num_samples} final programs from the chosen plan")
-        prompts = [plan_conditioned_code_prompt(w.problem, w.plans[w.selection.chosen]) for w in works]  # type: ignore[union-attr]
-        for work, completion in zip(works, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, each))):
-            work.budget.add_completion(completion)
+        # (4) N final programs: the chosen plan's best judged ones, or N new ones written from it
+        # (always new where there were no public tests, so nothing was judged).
+        judged = [w for w in works if cfg.final == "best-judged" and w.problem.public_tests]
+        for work in judged:
+            chosen = work.selection.chosen  # type: ignore[union-attr]
+            work.final = [work.programs[chosen][i] for i in rank_programs(work.verdicts[chosen])[:cfg.num_samples]]
+        rewrite = [w for w in works if w not in judged]
+        phase(f"{len(rewrite)} problems: {cfg.num_samples} final programs from the chosen plan")
+        prompts = [plan_conditioned_code_prompt(w.problem, w.plans[w.selection.chosen]) for w in rewrite]  # type: ignore[union-attr]
+        keys = [(w.problem.id, None) for w in rewrite]
+        for work, completion in zip(rewrite, _complete(generator, prompts, _params(cfg, "final", cfg.num_samples, keys))):
+            work.budget.add_completion(completion, programs=True)
             work.final = [extract_code(text) for text in completion.texts]
             work.final_finish = list(completion.finish_reasons or [])
     share = (time.perf_counter() - started) / max(1, len(works))
@@ -170,14 +239,15 @@ def run_chunk(works: list[ProblemWork], cfg: SamplingConfig, generator: Any, jud
                                f"expected {cfg.num_samples}")
 
 
-def _judge_programs(works: list[ProblemWork], cfg: SamplingConfig, judge: Any) -> None:
-    """Run every program of every plan on its problem's public tests, in one batch for the pool."""
+def _judge_programs(works: list[ProblemWork], judge: Any) -> None:
+    """Run every program of every plan on its problem's public tests, in one batch for the pool.
+    Every test runs (no early exit): selection counts the tests a program passes."""
     tasks, slots = [], []
     for work in works:
         work.verdicts = [[] for _ in work.programs]
         for plan_index, programs in enumerate(work.programs):
             for code in programs:
-                tasks.append(JudgeTask(problem=work.problem, code=code, tests="public", early_exit=cfg.judge_early_exit))
+                tasks.append(JudgeTask(problem=work.problem, code=code, tests="public", early_exit=False))
                 slots.append((work, plan_index))
     results = judge.run(tasks) if tasks else []
     for (work, plan_index), result in zip(slots, results):

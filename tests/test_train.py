@@ -38,8 +38,8 @@ def test_codeplan_causal_with_plan_head_saves_plain_hf_model_and_plan_model(tiny
     cfg = make_cfg(tiny_causal_lm, out, max_steps=3, plan_head=True)
     assert train(cfg) == out
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["tasks"] == ["code", "plan", "plan_code"]
-    assert set(summary["final_train_loss"]) == {"code", "plan", "plan_code"}
+    assert summary["tasks"] == ["code", "plan"]  # the paper's two tasks by default
+    assert set(summary["final_train_loss"]) == {"code", "plan"}
     assert summary["plan_model"] == "plan_model"
     saved = yaml.safe_load((out / "train_config.yaml").read_text())
     assert saved["plan_head"] is True and saved["lr"] == 1e-3 and saved["data"]["path"] == "sample"
@@ -224,7 +224,7 @@ def test_bad_input_counted_and_skipped_or_strict_error(tiny_causal_lm, tmp_path)
     assert report["plans_unknown_problem"] == 1
     assert report["plans_empty"] == 1
     assert report["plans_bad_solution_index"] == 1
-    assert report["examples"] == {"code": 2, "plan": 2, "plan_code": 2}
+    assert report["examples"] == {"code": 2, "plan": 2}
     assert report["truncated"]["code"] >= 1  # the first solution is longer than 8 tokens
 
     skipped = tmp_path / "skip"
@@ -270,7 +270,7 @@ def test_each_task_loss_falls_on_the_sample(tiny_causal_lm, tmp_path):
     out = tmp_path / "learn"
     train(make_cfg(tiny_causal_lm, out, max_steps=36, lr=3e-3, micro_batch_size=8, val_fraction=0))
     log = read_log(out)
-    for task in ("code", "plan", "plan_code"):
+    for task in ("code", "plan"):
         values = [r["loss"][task] for r in log if task in r["loss"]]
         assert sum(values[-3:]) / 3 < 0.8 * sum(values[:3]) / 3, (task, values)
 
@@ -313,3 +313,20 @@ def test_chat_template_prompts_and_target_only_labels(tiny_causal_lm, tmp_path):
     # the loss sees the target and EOS only
     assert enc.labels[n_prompt:] == enc.input_ids[n_prompt:]
     assert tokenizer.decode(enc.labels[n_prompt:]) == "1. Read.\n2. Add." + tokenizer.eos_token
+
+
+def test_baseline_and_codeplan_train_on_the_same_code_examples_in_the_same_steps(tiny_causal_lm, tmp_path):
+    """The comparison is fair: at the same steps both students see the same code examples; the
+    plan task is added on top (and reported), as is the plan-conditioned variant's third task."""
+    seen = {}
+    for mode, extra in (("baseline", {}), ("codeplan", {}), ("variant", {"plan_conditioned_code": True})):
+        out = tmp_path / mode
+        train(make_cfg(tiny_causal_lm, out, mode="baseline" if mode == "baseline" else "codeplan", max_steps=3,
+                       grad_accum=2, val_fraction=0, **extra))
+        summary = json.loads((out / "train_summary.json").read_text())
+        assert summary["steps"] == 3
+        seen[mode] = summary["trained_on"]
+    assert seen["baseline"]["code"] == seen["codeplan"]["code"] == seen["variant"]["code"]
+    assert seen["baseline"]["code"]["examples"] == 3 * 2 * 4  # steps x grad_accum x micro_batch_size
+    assert set(seen["baseline"]) == {"code"} and seen["codeplan"]["plan"]["examples"] == 24
+    assert seen["variant"]["plan_code"]["examples"] == 24

@@ -45,7 +45,7 @@ def train(cfg: TrainConfig) -> Path:
     step = resume(run)
     truncate_log(out / LOG, step, run.main)
     schedule = iter_micro_batches(run.sizes, run.tasks, cfg.schedule, run.global_batch, cfg.seed)
-    for _ in range(step * cfg.grad_accum):  # replay the data order up to the resume point
+    for _ in range(step * cfg.micro_batches_per_step()):  # replay the data order up to the resume point
         next(schedule)
     progress = Progress(run, step)
     step = _steps(run, step, schedule, progress)
@@ -86,7 +86,7 @@ def _steps(run: Run, step: int, schedule: Iterator[tuple[Task, list[int]]], prog
 
 
 def optimizer_step(run: Run, schedule: Iterator[tuple[Task, list[int]]]) -> tuple[torch.Tensor, int, list[int], float]:
-    """One optimizer step over `grad_accum` micro-batches. Returns, summed over ranks, per task
+    """One optimizer step over `cfg.micro_batches_per_step()` micro-batches. Returns, summed over ranks, per task
     (loss x target tokens, target tokens), and the tokens seen; then this rank's sequence lengths
     and the step's seconds."""
     cfg, accelerator, model = run.cfg, run.accelerator, run.model
@@ -95,7 +95,7 @@ def optimizer_step(run: Run, schedule: Iterator[tuple[Task, list[int]]]) -> tupl
     tokens = 0
     seq_lens: list[int] = []
     rank = accelerator.process_index
-    for _ in range(cfg.grad_accum):
+    for _ in range(cfg.micro_batches_per_step()):
         task, indices = next(schedule)
         mine = [run.by_task[task][i] for i in indices[rank * cfg.micro_batch_size:(rank + 1) * cfg.micro_batch_size]]
         batch = {k: v.to(accelerator.device) for k, v in collate(

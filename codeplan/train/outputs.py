@@ -18,6 +18,7 @@ import yaml
 from codeplan.errors import InputError
 from codeplan.jsonl import write_json
 from codeplan.train import heads
+from codeplan.train.schedule import iter_micro_batches
 from codeplan.train.config import TrainConfig
 from codeplan.train.progress import Progress
 from codeplan.train.setup import Run
@@ -93,7 +94,7 @@ def save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig) -> None
     accelerator.wait_for_everyone()
     accelerator.save_state(str(target))
     if accelerator.is_main_process:
-        write_json(target / STATE, {"step": step, "micro_step": step * cfg.grad_accum})
+        write_json(target / STATE, {"step": step, "micro_step": step * cfg.micro_batches_per_step()})
         if cfg.keep_checkpoints:
             for _, old in checkpoints(out)[:-cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -128,8 +129,9 @@ def _summary(run: Run, step: int, progress: Progress, val_losses: dict[str, floa
         "encoder_decoder": run.encoder_decoder,
         "prompt_format": {"chat_template": cfg.chat_template, "plan_conditioned_code": "plan_code" in run.tasks},
         "steps": step,
+        "trained_on": trained_on(run, step),
         "micro_batches_per_epoch": run.per_epoch,
-        "epochs_done": round(step * cfg.grad_accum / run.per_epoch, 3),
+        "epochs_done": round(step * cfg.micro_batches_per_step() / run.per_epoch, 3),
         "world_size": run.world,
         "precision": run.precision,
         "packing": run.packing,
@@ -143,6 +145,20 @@ def _summary(run: Run, step: int, progress: Progress, val_losses: dict[str, floa
         "data": run.report.as_dict(),
         **extras,
     }
+
+
+def trained_on(run: Run, step: int) -> dict[str, dict[str, int]]:
+    """Examples and tokens each task trained on over the whole run (all sessions, all ranks): the
+    data order is a pure function of the seed, so it is replayed rather than logged. This is what
+    makes a baseline and a CodePLAN student comparable: same code examples, same steps."""
+    seen = {task: {"examples": 0, "tokens": 0} for task in run.tasks}
+    schedule = iter_micro_batches(run.sizes, run.tasks, run.cfg.schedule, run.global_batch, run.cfg.seed)
+    for _ in range(step * run.cfg.micro_batches_per_step()):
+        task, indices = next(schedule)
+        seen[task]["examples"] += len(indices)
+        seen[task]["tokens"] += sum(len(run.by_task[task][i].input_ids) + (len(run.by_task[task][i].labels)
+                                    if run.encoder_decoder else 0) for i in indices)
+    return seen
 
 
 def save_dtype(precision: str) -> torch.dtype:

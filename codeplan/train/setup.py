@@ -97,7 +97,7 @@ def start_accelerator(cfg: TrainConfig) -> tuple[Any, str]:
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.plan_head else []
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=precision,
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.micro_batches_per_step(), mixed_precision=precision,
                               kwargs_handlers=handlers)
     if is_sharded(accelerator) and (cfg.plan_head or (cfg.lora and cfg.merge_lora)):
         raise SetupError("the plan head and LoRA merging are supported with single-GPU and DDP training; "
@@ -137,7 +137,7 @@ def set_up(cfg: TrainConfig, accelerator: Any, precision: str) -> Run:
 
     per_epoch = micro_batches_per_epoch({t: len(by_task[t]) for t in tasks}, cfg.schedule,
                                         cfg.micro_batch_size * accelerator.num_processes)
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.micro_batches_per_step()))
     scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=cfg.warmup_steps,
                               num_training_steps=total_steps)
     if accelerator.state.deepspeed_plugin is not None:  # no prepared DataLoader tells DeepSpeed the batch size
