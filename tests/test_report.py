@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from codeplan.cli import app
 from codeplan.errors import InputError
+from codeplan.metrics import SampleScore, aggregate
 from codeplan.report import write_report
 from codeplan.report.tables import relative_change
 
@@ -77,7 +79,8 @@ def test_report_of_one_run_and_cli(tmp_path: Path):
     outcome = CliRunner().invoke(app, ["report", str(results), "--out", str(out)])
     assert outcome.exit_code == 0, outcome.output
     text = out.read_text()
-    assert "| pass@1 | pass@5 |" in text and "50.00 | 75.00" in text
+    assert "| pass@1 | pass@5 |" in text
+    assert re.search(r"\| 50\.00 \[\d+\.\d\d, \d+\.\d\d\] \| 75\.00 \|", text)  # pass@1 with its interval
     assert "against" not in text  # nothing to compare with
 
 
@@ -94,3 +97,77 @@ def test_relative_change():
     assert relative_change(0.046, 0.02) == pytest.approx(1.3)
     assert relative_change(0.1, 0.0) is None
     assert relative_change(None, 0.1) is None
+
+
+def _judged(folder: Path, outcomes: dict[str, list[bool]], total_problems: int) -> Path:
+    """results.json as `codeplan evaluate` writes it: problem id -> one verdict per program
+    (each passing all or none of 4 hidden tests), averaged with the evaluate stage's own code."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scores = {pid: [SampleScore(ok, 4 * ok, 4) for ok in verdicts] for pid, verdicts in outcomes.items()}
+    overall = aggregate(scores, [1])
+    results = {"pass_at_k": overall["pass_at_k"], "strict_accuracy": overall["strict_accuracy"],
+               "test_case_average": overall["test_case_average"], "num_problems": overall["num_problems"],
+               "problems_without_samples": total_problems - len(outcomes),
+               "problems": {pid: {"n": len(v), "c": sum(v), "samples": [
+                   {"passed": ok, "verdict": "pass" if ok else "wrong_answer", "tests_passed": 4 * ok, "tests_total": 4}
+                   for ok in v]} for pid, v in outcomes.items()}}
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder / "results.json"
+
+
+def test_paired_comparison_on_shared_problems_with_missing_ones_shown(tmp_path: Path):
+    """24 problems, one program each. On the 20 both arms have, CodePLAN alone solves 8, the baseline
+    alone 2, both 3: exact McNemar p = 2 * (1 + 10 + 45) / 2^10 = 0.109375, difference +30 points."""
+    shared = {f"p{i:02}": (i < 8 or 10 <= i < 13, 8 <= i < 13) for i in range(20)}
+    baseline = _judged(tmp_path / "baseline", {pid: [b] for pid, (_, b) in shared.items()} | {"p20": [True], "p21": [False]}, 24)
+    codeplan = _judged(tmp_path / "codeplan", {pid: [a] for pid, (a, _) in shared.items()} | {"p22": [True]}, 24)
+    out = tmp_path / "report.md"
+    report = write_report([str(baseline), str(codeplan)], str(out), labels=["baseline", "codeplan"])
+    text = out.read_text()
+    base_run, plan_run = report["runs"]
+    assert base_run["pass_at_k"]["1"] == pytest.approx(6 / 22) and plan_run["pass_at_k"]["1"] == pytest.approx(12 / 21)
+    for run in (base_run, plan_run):
+        assert set(run["intervals"]) == {"pass@1", "strict_accuracy", "test_case_average"}
+        low, high = run["intervals"]["pass@1"]
+        assert low < run["pass_at_k"]["1"] < high
+    comparison = report["comparisons"][0]
+    assert (comparison["problems_compared"], comparison["problems_missing_in_run"],
+            comparison["problems_missing_in_reference"]) == (20, 2, 1)
+    pass1 = comparison["rows"][0]
+    assert pass1["metric"] == "pass@1" and pass1["method"] == "exact McNemar"
+    assert pass1["p_value"] == 0.109375  # on the 20 shared problems only
+    assert pass1["difference"] == pytest.approx(0.30)
+    assert pass1["difference_interval"][0] < 0.30 < pass1["difference_interval"][1]
+    test_case = comparison["rows"][-1]
+    assert test_case["metric"] == "test-case average" and test_case["method"] == "paired bootstrap"
+    assert test_case["difference"] == pytest.approx(0.30)
+    # The markdown: missing problems counted and the denominator stated; interval, difference and p shown.
+    assert re.search(r"\| baseline \| 22 \| 2 \| 1 \| 27\.27 \[\d+\.\d\d, \d+\.\d\d\] \|", text)
+    assert re.search(r"\| codeplan \| 21 \| 3 \| 1 \| 57\.14 \[", text)
+    assert "problems without samples (`no samples`" in text and "not counted as unsolved" in text
+    assert "baseline 25.00 (of 24); codeplan 50.00 (of 24)" in text
+    assert "Paired on the 20 problems both runs have samples for (codeplan lacks 2 of baseline's, baseline lacks 1" in text
+    assert re.search(r"\| pass@1 \| 27\.27 \| 57\.14 \| \+109\.5% \| \+30\.00 \[\+\d+\.\d\d, \+\d+\.\d\d\] "
+                     r"\| 0\.109 \(exact McNemar\) \|", text)
+    assert "10,000 resamples, seed 0" in text
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["runs"][1]["intervals"]["pass@1"] == plan_run["intervals"]["pass@1"]
+    assert saved["comparisons"][0]["rows"][0]["p_value"] == 0.109375
+
+
+def test_several_programs_per_problem_use_the_paired_bootstrap(tmp_path: Path):
+    outcomes = {f"p{i}": [i % 2 == 0, i % 3 == 0] for i in range(6)}
+    first = _judged(tmp_path / "baseline", outcomes, 6)
+    second = _judged(tmp_path / "again", outcomes, 6)
+    row = write_report([str(first), str(second)], str(tmp_path / "r.md"))["comparisons"][0]["rows"][0]
+    assert row["method"] == "paired bootstrap"
+    assert (row["difference"], row["difference_interval"], row["p_value"]) == (0.0, [0.0, 0.0], 1.0)
+
+
+def test_bad_problem_record_is_a_clear_error(tmp_path: Path):
+    results = _judged(tmp_path / "run", {"p0": [True]}, 1)
+    data = json.loads(results.read_text())
+    data["problems"]["p0"]["c"] = 3
+    results.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"\[p0\] field 'problems\.p0\.n'.*c=3"):
+        write_report([str(results)], str(tmp_path / "r.md"))

@@ -171,7 +171,10 @@ def test_report_in_a_browser(browser, tmp_path: Path):
     assert header == ["", "baseline/direct", "codeplan/plan-sampling"]
     rows = {row[0]: row[1:] for row in ([c.text for c in tr.find_elements(By.CSS_SELECTOR, "th, td")]
                                         for tr in browser.find_elements(By.CSS_SELECTOR, "[data-table=results] tbody tr"))}
-    assert rows["pass@1"] == ["25.00", "62.50"] and rows["pass@2"] == ["50.00", "100.00"]
+    # pass@1 per problem is (0.5, 0, 0) and (1, 0.5, 0): every bootstrap mean lies between the extremes,
+    # and each extreme has chance (1/3)^3 or more, so the 95% interval is [min, max].
+    assert rows["pass@1"] == ["25.00 [0.00, 50.00]", "62.50 [0.00, 100.00]"]
+    assert rows["pass@2"][0].split(" [")[0] == "50.00" and rows["pass@2"][1].split(" [")[0] == "100.00"
     assert rows["problems (solved by any program)"] == ["3 (1)", "3 (2)"]
     assert rows["tokens generated per problem"] == ["420", "420"]
     assert len(browser.find_elements(By.CSS_SELECTOR, ".plots img")) == 2
@@ -278,6 +281,10 @@ def test_intervals_and_paired_tests_are_shown_when_a_run_has_them(tmp_path: Path
     paths = make_runs(tmp_path)
     report = build_report(paths)
     raw = [json.loads(Path(p).read_text()) for p in paths]
+    computed = {t["id"]: t for t in summary_tables(report, raw)}
+    assert {row[0]["t"]: row[1:] for row in computed["results"]["rows"]}["pass@1"][1]["s"] == "[0.00, 100.00]"
+    # Intervals a results.json carries are shown where the report computed none.
+    del report["runs"][0]["intervals"], report["runs"][1]["intervals"]
     raw[1]["intervals"] = {"pass@1": [0.5, 0.75], "strict_accuracy": {"low": 0.4, "high": 0.8}}
     report["comparisons"][0]["rows"][0]["p_value"] = 0.0312
     tables = {t["id"]: t for t in summary_tables(report, raw)}

@@ -4,6 +4,13 @@ For each results.json the report reads, where it can find them, the samples it j
 `samples` path recorded in results.json, else samples.jsonl beside it) and their summary
 (samples.summary.json): these add the budget spent and, for plan sampling, every plan choice.
 A run whose label says `baseline` is the reference the others are compared with (else the first).
+
+Statistics (codeplan.stats) come from each results.json's per-problem records: every run gets a
+95% bootstrap interval of its averages (`intervals`, over the same problems as the averages:
+those with at least one sample), and every comparison row a paired test and an interval of the
+difference computed only on the problems both runs have samples for. Problems without samples
+(`problems_without_samples`, written by `codeplan evaluate`) are counted per run and said to be
+outside the averages, never dropped silently.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from codeplan.errors import InputError
 from codeplan.jsonl import read_jsonl, write_json
 from codeplan.samples import sidecar_paths, summarize_samples
 from codeplan.selection import PlanScore, solved_by_plan_count
+from codeplan.stats import LEVEL, RESAMPLES, SEED, bootstrap_interval, mcnemar_exact, paired_bootstrap, problem_values
 
 DIFFICULTY_ORDER = ("introductory", "interview", "competition")
 
@@ -135,12 +143,84 @@ def _num(value: Any) -> str:
     return str(int(value)) if value.is_integer() else f"{value:.2f}".rstrip("0")
 
 
+def _bracket(interval: list[float] | None) -> str:
+    return f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval else ""
+
+
+def _fmt_difference(difference: float | None, interval: list[float] | None) -> str:
+    """A difference of shares in percentage points, with its interval: "+15.00 [5.00, 25.00]"."""
+    if difference is None:
+        return "n/a"
+    return f"{100 * difference:+.2f}" + (f" [{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}]" if interval else "")
+
+
+def _fmt_p(p_value: float | None, method: str | None) -> str:
+    if p_value is None:
+        return "n/a"
+    shown = f"{p_value:.3f}" if p_value >= 0.001 else f"{p_value:.1e}"
+    return f"{shown} ({method})" if method else shown
+
+
 def _fmt_change(change: float | None, new: float | None, reference: float | None) -> str:
     if change is None:
         if new is not None and reference == 0:
             return "n/a (reference 0)" if new else "0"
         return "n/a"
     return f"{100 * change:+.1f}%"
+
+
+# ---- statistics -------------------------------------------------------------------------------------
+
+STATISTICS = {
+    "interval": f"{LEVEL:.0%} percentile bootstrap of the mean over problems",
+    "resamples": RESAMPLES, "seed": SEED,
+    "paired_test": "exact McNemar (two-sided binomial on the problems only one run solved) for pass@k and strict "
+                   "accuracy when every compared problem has one program in each run; else a paired bootstrap "
+                   "over the shared problems: p = 2 x the smaller share of resampled mean differences <= 0 or >= 0, "
+                   "each share (count + 1) / (resamples + 1), capped at 1",
+}
+_METRIC_KEYS = {"strict accuracy": "strict_accuracy", "test-case average": "test_case_average"}
+
+
+def _problem_table(path: Path, results: dict[str, Any]) -> dict[str, tuple[int, dict[str, float]]]:
+    """problem id -> (samples, metric values) from results.json's `problems` records."""
+    ks = [int(k) for k in results["pass_at_k"]]
+    table = {}
+    for problem_id, record in results.get("problems", {}).items():
+        if not isinstance(record, dict):
+            raise InputError("expected an object with n and c", path=path, record=problem_id, field=f"problems.{problem_id}")
+        n, c = record.get("n"), record.get("c")
+        if not isinstance(n, int) or not isinstance(c, int) or n < 1 or not 0 <= c <= n:
+            raise InputError(f"expected counts with 0 <= c <= n and n >= 1, got n={n!r}, c={c!r}",
+                             path=path, record=problem_id, field=f"problems.{problem_id}.n")
+        table[problem_id] = (n, problem_values(record, ks))
+    return table
+
+
+def _intervals(table: dict[str, tuple[int, dict[str, float]]]) -> dict[str, list[float]]:
+    """metric -> [low, high] for each metric every problem has a value for."""
+    if not table:
+        return {}
+    metrics = set.intersection(*(set(values) for _, values in table.values()))
+    ordered = sorted(metrics, key=lambda m: (not m.startswith("pass@"), int(m[5:]) if m.startswith("pass@") else 0, m))
+    return {m: list(bootstrap_interval([values[m] for _, values in table.values()])) for m in ordered}
+
+
+def _paired(metric: str, run: dict[str, tuple[int, dict[str, float]]], reference: dict[str, tuple[int, dict[str, float]]],
+            shared: list[str]) -> dict[str, Any]:
+    """difference, difference_interval, p_value and method of one metric on the shared problems."""
+    none = {"difference": None, "difference_interval": None, "p_value": None, "method": None}
+    if not shared or any(metric not in table[pid][1] for table in (run, reference) for pid in shared):
+        return none
+    new, old = [run[pid][1][metric] for pid in shared], [reference[pid][1][metric] for pid in shared]
+    boot = paired_bootstrap(new, old)
+    row = {"difference": boot["difference"], "difference_interval": boot["interval"], "p_value": boot["p_value"],
+           "method": "paired bootstrap"}
+    one_program = all(run[pid][0] == 1 and reference[pid][0] == 1 for pid in shared)
+    if one_program and metric != "test_case_average":
+        row["p_value"] = mcnemar_exact(sum(1 for a, b in zip(new, old) if a > b), sum(1 for a, b in zip(new, old) if b > a))
+        row["method"] = "exact McNemar"
+    return row
 
 
 # ---- building the report ------------------------------------------------------------------------
@@ -151,21 +231,24 @@ def build_report(paths: list[str], labels: list[str] | None = None,
     """The report as data (what report.json holds)."""
     if not paths:
         raise InputError("no results.json given")
-    runs = []
+    runs, tables = [], []
     for index, raw in enumerate(paths):
         path = Path(raw)
         results = load_results(path)
+        tables.append(_problem_table(path, results))
         samples = _samples_path(path, results)
         label = labels[index] if labels and index < len(labels) else _label(path, results)
         problems = results.get("problems", {})
         runs.append({
             "label": label, "results": str(path), "samples": str(samples) if samples else None,
             "problems": len(problems) or None,
+            "problems_without_samples": results.get("problems_without_samples"),
             "samples_per_problem": (sum(int(p.get("n", 0)) for p in problems.values()) / len(problems)) if problems else None,
             "solved": sum(1 for p in problems.values() if int(p.get("c", 0)) > 0) if problems else None,
             "pass_at_k": _pass_at_k(results["pass_at_k"]),
             "strict_accuracy": results.get("strict_accuracy"),
             "test_case_average": results.get("test_case_average"),
+            "intervals": _intervals(tables[-1]),
             "per_difficulty": _per_difficulty(results),
             "verdicts": results.get("verdicts") if isinstance(results.get("verdicts"), dict) else None,
             "generation": _summary_of(samples),
@@ -180,17 +263,24 @@ def build_report(paths: list[str], labels: list[str] | None = None,
             seen[run["label"]] = 1
     ks = sorted({int(k) for run in runs for k in run["pass_at_k"]})
     reference = next((run for run in runs if "baseline" in run["label"].lower()), runs[0])
+    table_of = {run["label"]: table for run, table in zip(runs, tables)}
     comparisons = []
     for run in runs:
         if run is reference:
             continue
+        mine, theirs = table_of[run["label"]], table_of[reference["label"]]
+        shared = sorted(set(mine) & set(theirs))
         rows = []
         for name, new, ref in [(f"pass@{k}", run["pass_at_k"].get(str(k)), reference["pass_at_k"].get(str(k))) for k in ks] + [
                 ("strict accuracy", run["strict_accuracy"], reference["strict_accuracy"]),
                 ("test-case average", run["test_case_average"], reference["test_case_average"])]:
-            rows.append({"metric": name, "reference": ref, "value": new, "relative_change": relative_change(new, ref)})
-        comparisons.append({"reference": reference["label"], "run": run["label"], "rows": rows})
+            rows.append({"metric": name, "reference": ref, "value": new, "relative_change": relative_change(new, ref),
+                         **_paired(_METRIC_KEYS.get(name, name), mine, theirs, shared)})
+        comparisons.append({"reference": reference["label"], "run": run["label"], "problems_compared": len(shared),
+                            "problems_missing_in_run": len(set(theirs) - set(mine)),
+                            "problems_missing_in_reference": len(set(mine) - set(theirs)), "rows": rows})
     return {"runs": runs, "ks": ks, "reference": reference["label"], "comparisons": comparisons, "meta": meta or {},
+            "statistics": STATISTICS,
             "selections": {run["label"]: _selections(Path(run["samples"])) if run["samples"] else {} for run in runs}}
 
 
@@ -206,10 +296,23 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     out += ["## Results (hidden tests)", "", "All figures in percent: pass@k (unbiased estimator), strict accuracy "
             "(problems solved on every hidden test, APPS-style) and test-case average (mean share of hidden tests "
             "passed), as computed by `codeplan evaluate`.", ""]
-    out += _table(["run", "problems", "programs/problem", *[f"pass@{k}" for k in ks], "strict acc.", "test-case avg."],
-                  [[run["label"], _fmt(run["problems"]), _num(run["samples_per_problem"]),
-                    *[_fmt(run["pass_at_k"].get(str(k))) for k in ks], _fmt(run["strict_accuracy"]),
-                    _fmt(run["test_case_average"])] for run in runs])
+    out += _table(["run", "problems", "no samples", "programs/problem", *[f"pass@{k}" for k in ks], "strict acc.",
+                   "test-case avg."],
+                  [[run["label"], _fmt(run["problems"]), _fmt(run.get("problems_without_samples")),
+                    _num(run["samples_per_problem"]),
+                    *[_fmt(run["pass_at_k"].get(str(k))) + (_bracket(run.get("intervals", {}).get("pass@1")) if k == 1 else "")
+                      for k in ks], _fmt(run["strict_accuracy"]), _fmt(run["test_case_average"])] for run in runs])
+    stats = report.get("statistics") or STATISTICS
+    out += [f"Averages are over the problems with at least one sample (the `problems` column); problems without "
+            f"samples (`no samples`, from results.json's `problems_without_samples`) are outside the averages, not "
+            f"counted as unsolved. In brackets after pass@1: its {stats['interval']} ({stats['resamples']:,} "
+            f"resamples, seed {stats['seed']}).", ""]
+    missing = [run for run in runs if run.get("problems_without_samples") and run["pass_at_k"].get("1") is not None
+               and run["problems"]]
+    if missing:
+        out += ["Counting problems without samples as unsolved, pass@1 would be: " + "; ".join(
+            f"{run['label']} {_fmt(run['pass_at_k']['1'] * run['problems'] / (run['problems'] + run['problems_without_samples']))}"
+            f" (of {run['problems'] + run['problems_without_samples']})" for run in missing) + ".", ""]
     verdict_rows = [[run["label"], ", ".join(f"{name} {count}" for name, count in
                                              sorted(run["verdicts"].items(), key=lambda item: -item[1]))]
                     for run in runs if run.get("verdicts")]
@@ -218,9 +321,20 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         out += _table(["run", "verdicts"], verdict_rows)
     for comparison in report["comparisons"]:
         out += [f"## {comparison['run']} against {comparison['reference']}", ""]
-        out += _table(["metric", comparison["reference"], comparison["run"], "relative change"],
+        if "problems_compared" in comparison:
+            out += [f"Paired on the {comparison['problems_compared']} problems both runs have samples for "
+                    f"({comparison['run']} lacks {comparison['problems_missing_in_run']} of {comparison['reference']}'s, "
+                    f"{comparison['reference']} lacks {comparison['problems_missing_in_reference']} of "
+                    f"{comparison['run']}'s). Difference: {comparison['run']} minus {comparison['reference']} on those "
+                    f"problems, in percentage points, with its paired bootstrap interval; p: the paired test "
+                    f"named beside it.", ""]
+        out += _table(["metric", comparison["reference"], comparison["run"], "relative change", "difference [95% interval]", "p"],
                       [[row["metric"], _fmt(row["reference"]), _fmt(row["value"]),
-                        _fmt_change(row["relative_change"], row["value"], row["reference"])] for row in comparison["rows"]])
+                        _fmt_change(row["relative_change"], row["value"], row["reference"]),
+                        _fmt_difference(row.get("difference"), row.get("difference_interval")),
+                        _fmt_p(row.get("p_value"), row.get("method"))] for row in comparison["rows"]])
+    if report["comparisons"]:
+        out += [f"Paired test: {(report.get('statistics') or STATISTICS)['paired_test']}.", ""]
     difficulties = sorted({d for run in runs for d in run["per_difficulty"]},
                           key=lambda d: DIFFICULTY_ORDER.index(d) if d in DIFFICULTY_ORDER else 99)
     if difficulties:
