@@ -39,7 +39,9 @@ def _lines(*paths: Path) -> int:
 
 def _start(command: list[str], watch: list[Path], lines: int, **popen: Any) -> subprocess.Popen:
     """`command` in its own process, returned once the watched files hold `lines` lines (or it ended)."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, **popen)
+    # One torch thread, as in this process (one_torch_thread): log-probabilities summed in another
+    # order differ in the last bits, and the records are compared exactly.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ | {"OMP_NUM_THREADS": "1"}, **popen)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and _lines(*watch) < lines:
         time.sleep(0.01)
@@ -173,7 +175,7 @@ def test_sigterm_during_training_saves_a_checkpoint_and_the_resumed_weights_matc
 
     from codeplan.train import train
 
-    settings = dict(max_steps=8, grad_accum=2, val_fraction=0, save_every=None)
+    settings = dict(max_steps=8, grad_accum=2, val_fraction=0, save_every=500)  # the CLI default
     full = tmp_path / "full"
     train(make_cfg(tiny_causal_lm, full, **settings))
     cut = tmp_path / "cut"
@@ -250,7 +252,7 @@ def test_evaluate_killed_twice_then_resumed_gives_the_uninterrupted_results(tmp_
                                   hidden_tests=[TestCase(input="", output="ok\n")]) for k in range(3)])
     samples = tmp_path / "samples.jsonl"
     codes = ["import time\ntime.sleep(0.2)\nprint('ok')\n", "import time\ntime.sleep(0.2)\nprint('no')\n"]
-    samples.write_text("".join(json.dumps({"problem_id": f"p{k}", "sample_index": i, "code": code}) + "\n"
+    samples.write_text("".join(json.dumps({"problem_id": f"p{k}", "sample_index": i, "code": f"{code}# p{k}\n"}) + "\n"
                                for k in range(3) for i, code in enumerate(codes)))
     cfg = lambda out: EvaluateConfig(data=DataConfig(path=str(data)), samples=str(samples), out=str(out),  # noqa: E731
                                      k=[1, 2], progress=False, judge={"workers": 1})
@@ -264,7 +266,7 @@ def test_evaluate_killed_twice_then_resumed_gives_the_uninterrupted_results(tmp_
     evaluate(cfg(cut))
     expected, got = json.loads(whole.read_text()), json.loads(cut.read_text())
     expected["config"].pop("samples"), got["config"].pop("samples")
-    assert got == expected and got["verdicts"] == {"passed": 3, "wrong_answer": 3}
+    assert got == expected and got["verdicts"] == {"pass": 3, "wrong_answer": 3}
 
 
 # ---- a full disk --------------------------------------------------------------------------------
@@ -274,7 +276,7 @@ def test_evaluate_killed_twice_then_resumed_gives_the_uninterrupted_results(tmp_
 def test_a_full_disk_ends_with_a_clear_error_and_the_next_run_resumes(tiny_causal_lm: Path, tmp_path: Path) -> None:
     whole = tmp_path / "whole.jsonl"
     cfg = lambda out: GenerateConfig(data=DataConfig(path="sample", split="test", limit=3), model=str(tiny_causal_lm),  # noqa: E731
-                                     out=str(out), strategy="direct", num_samples=4, code_max_tokens=24, progress=False, seed=7)
+                                     out=str(out), strategy="direct", num_samples=6, code_max_tokens=24, progress=False, seed=7)
     generate(cfg(whole))
     size = whole.stat().st_size
     assert size > 4096, "the samples must need more than one page for the disk to fill part way"
@@ -291,7 +293,7 @@ def test_a_full_disk_ends_with_a_clear_error_and_the_next_run_resumes(tiny_causa
             generate(cfg(out))
         assert str(out) in str(failed.value) and "No space left on device" in str(failed.value)
         text = out.read_text()
-        assert text.endswith("\n") and 0 < len(read_jsonl(out)) < 12  # whole records only, some of them
+        assert text.endswith("\n") and 0 < len(read_jsonl(out)) < 18  # whole records only, some of them
         assert not lock_path(out).exists()
         subprocess.run(["mount", "-o", "remount,size=1m", str(disk)], check=True)
         generate(cfg(out))
