@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,23 +100,25 @@ class JsonlAppender:
         repair_torn_tail(self.path)
         self._fsync = fsync
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._writing = threading.Lock()  # callbacks on worker threads may write too
 
     def write(self, record: dict[str, Any]) -> None:
         assert self._fd is not None, f"{self.path} is closed"
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        start = os.fstat(self._fd).st_size  # one writer per file: the output lock sees to it
-        try:
-            written = 0
-            while written < len(data):  # os.write may write part (a nearly full disk)
-                written += os.write(self._fd, data[written:])
-            if self._fsync:
-                os.fsync(self._fd)
-        except OSError as err:
+        with self._writing:
+            start = os.fstat(self._fd).st_size  # one process per file: the output lock sees to it
             try:
-                os.ftruncate(self._fd, start)  # no torn record: back to the last whole one
-            except OSError:
-                pass  # repair_torn_tail cuts it on the next run
-            raise WriteFailed(self.path, err) from None
+                written = 0
+                while written < len(data):  # os.write may write part (a nearly full disk)
+                    written += os.write(self._fd, data[written:])
+                if self._fsync:
+                    os.fsync(self._fd)
+            except OSError as err:
+                try:
+                    os.ftruncate(self._fd, start)  # no torn record: back to the last whole one
+                except OSError:
+                    pass  # repair_torn_tail cuts it on the next run
+                raise WriteFailed(self.path, err) from None
 
     def close(self) -> None:
         if self._fd is not None:
