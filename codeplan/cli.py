@@ -23,6 +23,7 @@ import click
 from pydantic import BaseModel
 
 from codeplan.errors import InputError, SetupError
+from codeplan.interrupts import exit_status, stop_on_signals
 
 # command -> (module, config class, function, one-line help). The config's fields are the flags.
 STAGES: dict[str, tuple[str, str, str, str]] = {
@@ -213,18 +214,21 @@ def config_command(name: str, model: type[BaseModel], run: Callable[[Any], Any],
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input and missing setup end in one clear line and exit status 2, never a traceback."""
+    """Bad input, missing setup and an output in use by another run end in one clear line and exit
+    status 2, never a traceback. Ctrl-C and SIGTERM (a scheduler's stop) end the run through the
+    stages' interrupt path with status 130 or 143 (codeplan.interrupts)."""
 
     def wrapper(**kwargs: Any) -> Any:
         try:
-            return func(**kwargs)
+            with stop_on_signals():
+                return func(**kwargs)
         except (InputError, SetupError) as err:
             click.secho(f"error: {err}", fg="red", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             click.secho("interrupted: finished work is saved; run the same command again to resume.",
                         fg="yellow", err=True)
-            sys.exit(130)
+            sys.exit(exit_status(err))
 
     return wrapper
 

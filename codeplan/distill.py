@@ -28,6 +28,7 @@ from codeplan.jsonl import JsonlAppender, iter_jsonl, write_json, write_jsonl
 from codeplan.judge import Judge, JudgeConfig, JudgeTask
 from codeplan.llm import Completion, GenerationParams, load_generator
 from codeplan.llm.openai_compat import GenerationError, OpenAIGenerator
+from codeplan.output_lock import locks_output
 from codeplan.problems import Problem
 from codeplan.prompts import backward_messages, forward_messages, verify_messages
 from codeplan.sanitize import extract_code, teacher_plan
@@ -348,6 +349,7 @@ def _make_teacher(cfg: DistillConfig) -> Any:
     return load_generator(spec, cfg.backend)
 
 
+@locks_output(lambda cfg: cfg.out)
 def distill(cfg: DistillConfig) -> dict[str, Any]:
     """Write cfg.out (appending, resuming) and return the run's summary (also in <out>.summary.json)."""
     problems = load_problems(cfg.data)

@@ -27,6 +27,7 @@ from codeplan.jsonl import JsonlAppender, iter_jsonl, write_json
 from codeplan.judge import Judge, JudgeConfig, JudgeTask, ProgramResult
 from codeplan.judge._worker import decode_value, encode_value
 from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
+from codeplan.output_lock import locks_output
 from codeplan.problems import Problem
 
 # Bump when a change to the judge can change verdicts, or when cached records lack a field
@@ -117,6 +118,8 @@ def load_cache(path: Path) -> Cache:
     return cache
 
 
+@locks_output(lambda cfg: cfg.out)
+@locks_output(cache_path)  # a --cache shared by two outputs is appended to by one run at a time
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Judge every sample (cached verdicts are reused), compute the metrics, write results.json."""
     problems = {problem.id: problem for problem in load_problems(cfg.data)}

@@ -26,6 +26,7 @@ from codeplan.errors import InputError
 from codeplan.jsonl import JsonlAppender, write_json
 from codeplan.judge import Judge, JudgeConfig
 from codeplan.llm import TextGenerator, is_server_spec, load_generator
+from codeplan.output_lock import locks_output
 from codeplan.problems import Problem
 from codeplan.samples import finished_problems, sidecar_paths, summarize_samples
 from codeplan.strategies import ChatPrompts, ProblemWork, SamplingConfig, plans_record, run_chunk, sample_records
@@ -105,6 +106,7 @@ def _chunks(problems: list[Problem], size: int, done: set[str]) -> Iterator[list
             yield todo
 
 
+@locks_output(lambda cfg: cfg.out)
 def generate(cfg: GenerateConfig) -> dict[str, Any]:
     """Write cfg.out (resuming) and return the run's summary (also written to *.summary.json)."""
     problems = load_problems(cfg.data)

@@ -43,6 +43,7 @@ from codeplan.errors import InputError, SetupError
 from codeplan.evaluate import EvaluateConfig, evaluate
 from codeplan.generate import GenerateConfig, generate
 from codeplan.jsonl import write_json
+from codeplan.output_lock import hold_output
 from codeplan.report import write_report
 from codeplan.strategies import Strategy
 from codeplan.train import TrainConfig, train
@@ -247,7 +248,8 @@ def plan_stages(cfg: RunConfig) -> list[Stage]:
 
 def _train(cfg: RunConfig, train_cfg: Any, mode: str) -> Any:
     if cfg.train_launcher.kind == "in-process":
-        return train(train_cfg)
+        # An interrupted training (Ctrl-C, SIGTERM) continues from its checkpoint on the next run.
+        return train(train_cfg.model_copy(update={"resume": True}))
     return _launch_accelerate(cfg, train_cfg, mode)
 
 
@@ -262,7 +264,8 @@ def accelerate_command(cfg: RunConfig, train_cfg: Any, config_file: Path) -> lis
     launcher = cfg.train_launcher
     return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launcher.num_processes),
             *launcher.args, str(script), "train", "--config", str(config_file), "--data", train_cfg.data.path,
-            "--plans", str(train_cfg.plans), "--student", str(train_cfg.student), "--out", str(train_cfg.out)]
+            "--plans", str(train_cfg.plans), "--student", str(train_cfg.student), "--out", str(train_cfg.out),
+            "--resume"]  # an interrupted training continues from its checkpoint on the next run
 
 
 def _launch_accelerate(cfg: RunConfig, train_cfg: Any, mode: str) -> None:
@@ -327,10 +330,16 @@ def _versions() -> dict[str, str]:
 
 
 def run_pipeline(config: str | RunConfig) -> dict[str, Any]:
-    """Run every stage not yet complete, then write and print the report. Returns run.json's content."""
-    console = Console(stderr=False)
+    """Run every stage not yet complete, then write and print the report. Returns run.json's content.
+    The run folder is locked for the whole run: a second `codeplan run` on it stops at once."""
     cfg = load_run_config(config) if not isinstance(config, RunConfig) else config
     stages = cfg.validate_stages()
+    with hold_output(cfg.run_dir):
+        return _run_stages(cfg, stages)
+
+
+def _run_stages(cfg: RunConfig, stages: list[Stage]) -> dict[str, Any]:
+    console = Console(stderr=False)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, dict[str, Any]] = {}

@@ -180,6 +180,13 @@ def test_resume_continues_exactly(tiny_causal_lm, tmp_path, monkeypatch):
     assert [r["step"] for r in cut_log] == [1, 2, 3, 4]
     for ra, rb in zip(full_log, cut_log, strict=True):
         assert rb["loss"] == pytest.approx(ra["loss"], abs=1e-6)
+    # Weights, optimizer state, scheduler, RNG and data order all come back: the same final weights.
+    from safetensors.torch import load_file
+
+    a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_finished_run_is_skipped_and_other_settings_refused(tiny_causal_lm, tmp_path):

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from codeplan.output_lock import locks_output, main_rank
 from codeplan.train.collate import collate
 from codeplan.train.config import Task, TrainConfig
 from codeplan.train.examples import IGNORE
@@ -29,6 +30,7 @@ from codeplan.train.schedule import iter_micro_batches
 from codeplan.train.setup import Run, set_up, start_accelerator
 
 
+@locks_output(lambda cfg: cfg.out, when=main_rank)  # one lock per run, not one per rank
 def train(cfg: TrainConfig) -> Path:
     """Fine-tune `cfg.student` and save it in Hugging Face format in `cfg.out`; returns `cfg.out`.
 
