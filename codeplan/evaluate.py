@@ -30,7 +30,7 @@ from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
 from codeplan.problems import Problem
 
 # Bump when a change to the judge can change verdicts: old cache records are then ignored.
-JUDGE_VERSION = 3
+JUDGE_VERSION = 4  # 4: stdin programs can read their input from ./input.txt (APPS compatibility)
 
 
 class EvaluateConfig(StageConfig):

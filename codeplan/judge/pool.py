@@ -322,6 +322,7 @@ class Judge:
         job = {"op": "program", "code": task.code, "entry_point": problem.entry_point or "", "setup": problem.test_setup,
                "preamble": compat and problem.kind in ("stdin", "call") and not problem.outputs_from_solution,
                "apps_wrap": compat and problem.kind == "stdin",
+               "input_file": compat and problem.kind == "stdin",  # the test's input also as ./input.txt
                "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": total}
         expected_values = self.references.expected(problem, task.tests) if problem.outputs_from_solution else None
         messages = [self._test_message(problem, test, index, expected_values) for index, test in enumerate(tests)]
