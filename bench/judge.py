@@ -3,6 +3,7 @@
     .venv/bin/python bench/judge.py                 # throughput: sandboxed judge vs fresh interpreters
     .venv/bin/python bench/judge.py --references    # pass rates of the benchmarks' reference solutions
     .venv/bin/python bench/judge.py --policy        # cost of the programs' syscall filter (on vs off)
+    .venv/bin/python bench/judge.py --ray           # the judge on Ray: 1 and 2 actors against the local pool
 
 Throughput runs the same programs every way in the same run: reference solutions from
 ../shared/data (APPS, MBPP) plus wrong versions made by mutating them, with the same parallelism
@@ -46,7 +47,7 @@ from codeplan.judge._worker import APPS_PREAMBLE, wrap_in_function  # noqa: E402
 from codeplan.judge.compare import apps_call_equal, apps_stdin_equal  # noqa: E402
 from codeplan.problems import Problem  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("CODEPLAN_SHARED", ROOT.parent / "shared")) / "data"  # env: a checkout elsewhere
 
 # The baseline harness: one fresh interpreter per program, all tests in-process (like APPS's). It
 # does what the judge does for APPS: the harness's pre-imported names in every test's namespace,
@@ -318,6 +319,47 @@ def policy_cost(args: argparse.Namespace) -> None:
           f"with it, {without:.0f} ns without ({with_filter - without:+.0f} ns)")
 
 
+def ray_scaling(args: argparse.Namespace) -> None:
+    """Programs/s of the local pool with 1 and 2 workers and of the Ray executor with 1 and 2 actors
+    (one sandboxed worker each) on a local Ray cluster of 2 CPUs, in alternating rounds; each Ray
+    figure over the local pool's with as many workers is the Ray executor's overhead."""
+    import ray  # optional extra codeplan[ray]: only this measurement needs it
+
+    items = programs(args.apps, args.mbpp)
+    if not args.include_slow:
+        items = fast_only(items, 2)
+    tasks = [JudgeTask(problem=p, code=c) for p, c in items]
+    ray.init(num_cpus=2, include_dashboard=False, address="local", _node_ip_address="127.0.0.1", log_to_driver=False)
+    sides = {"local pool, 1 worker": JudgeConfig(workers=1, timeout=args.timeout),
+             "ray, 1 actor": JudgeConfig(executor="ray", workers=1, ray_actors=1, ray_batch=args.ray_batch, timeout=args.timeout),
+             "local pool, 2 workers": JudgeConfig(workers=2, timeout=args.timeout),
+             "ray, 2 actors": JudgeConfig(executor="ray", workers=1, ray_actors=2, ray_batch=args.ray_batch, timeout=args.timeout)}
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    verdicts: dict[str, list[str]] = {}
+    try:
+        for _ in range(args.rounds):
+            for name, cfg in sides.items():
+                with Judge(cfg) as judge:  # started outside the timing: a cluster's actors stay up for a run
+                    judge.run(tasks[:4])
+                    elapsed, results = timed(lambda: judge.run(tasks))
+                seconds[name].append(elapsed)
+                verdicts[name] = [r.verdict for r in results]
+    finally:
+        ray.shutdown()
+    rate = {name: len(tasks) / sorted(values)[len(values) // 2] for name, values in seconds.items()}
+    differ = sum(len(set(column)) > 1 for column in zip(*verdicts.values()))
+    print(f"{len(tasks)} programs ({sum(p.kind == 'stdin' for p, _ in items)} APPS, the rest MBPP), batches of "
+          f"{args.ray_batch}, {args.rounds} alternating rounds, median; programs whose verdicts differ between sides: {differ}")
+    for name in sides:
+        rounds = ", ".join(f"{value:.2f}" for value in seconds[name])
+        print(f"  {name}: {rate[name]:.1f} programs/s (rounds: {rounds} s)")
+    for n in (1, 2):
+        ray_name = f"ray, {n} actor{'s' if n > 1 else ''}"
+        local_name = f"local pool, {n} worker{'s' if n > 1 else ''}"
+        print(f"  {ray_name} / {local_name}: {rate[ray_name] / rate[local_name]:.2f}x")
+    print(f"  ray, 2 actors / ray, 1 actor: {rate['ray, 2 actors'] / rate['ray, 1 actor']:.2f}x")
+
+
 def references(args: argparse.Namespace) -> None:
     """Every reference solution on its own problem's hidden tests; failures listed for inspection."""
     sets = [("APPS train subset (all solutions)", SHARED / "apps" / "apps_train_subset.jsonl", None),
@@ -346,7 +388,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--references", action="store_true", help="pass rates of reference solutions instead")
     parser.add_argument("--policy", action="store_true", help="the syscall filter's cost: policy on vs off instead")
-    parser.add_argument("--rounds", type=int, default=3, help="--policy: rounds per side, alternating")
+    parser.add_argument("--ray", action="store_true", help="the judge on Ray (1, 2 actors) against the local pool instead")
+    parser.add_argument("--ray-batch", type=int, default=32, help="--ray: programs per Ray task")
+    parser.add_argument("--rounds", type=int, default=3, help="--policy, --ray: rounds per side, alternating")
     parser.add_argument("--apps", type=int, default=100, help="APPS problems to take (2 solutions + 1 mutant each)")
     parser.add_argument("--mbpp", type=int, default=200, help="MBPP problems to take (canonical + 1 mutant each)")
     parser.add_argument("--workers", type=int, default=None)
@@ -361,6 +405,8 @@ def main() -> None:
         references(args)
     elif args.policy:
         policy_cost(args)
+    elif args.ray:
+        ray_scaling(args)
     else:
         throughput(args)
 

@@ -31,8 +31,9 @@ from codeplan.output_lock import locks_output
 from codeplan.problems import Problem
 
 # Bump when a change to the judge can change verdicts, or when cached records lack a field
-# results.json needs (4: `failure`, the first failing test): old cache records are then ignored.
-JUDGE_VERSION = 4
+# results.json needs: old cache records are then ignored. 5: `failure` (the first failing test)
+# in results.json, and stdin programs can read their input from ./input.txt (APPS compatibility).
+JUDGE_VERSION = 5
 
 
 class EvaluateConfig(StageConfig):

@@ -60,13 +60,14 @@ class GenerateConfig(SamplingConfig):
         return self
 
 
-def load_student(cfg: GenerateConfig, spec: str | None = None) -> TextGenerator:
-    """The generation backend for cfg.model (or `spec`): local, vLLM, or an OpenAI-compatible server."""
+def load_student(cfg: GenerateConfig, spec: str | None = None, engines: int = 1) -> TextGenerator:
+    """The generation backend for cfg.model (or `spec`): local, vLLM, or an OpenAI-compatible server.
+    `engines`: models this process loads (a separate plan model makes two: vLLM splits the GPU)."""
     spec = spec or cfg.model
     if is_server_spec(spec):
         # Plan likelihood breaks ties (and is the fallback rule): ask the server for log-probabilities.
         return load_generator(spec, model=cfg.model_name, logprobs=cfg.strategy == "plan-sampling")
-    return load_generator(spec, cfg.backend)
+    return load_generator(spec, cfg.backend, engines=engines)
 
 
 def _model_folder(model: str) -> tuple[str, Path]:
@@ -119,9 +120,10 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     started = time.perf_counter()
     todo = [p for p in problems if p.id not in done]
     if todo:
-        generator = load_student(cfg)
         planner_spec = plan_model_spec(cfg) if cfg.strategy == "plan-sampling" else None
-        planner = load_student(cfg, planner_spec) if planner_spec else None
+        engines = 2 if planner_spec else 1
+        generator = load_student(cfg, engines=engines)
+        planner = load_student(cfg, planner_spec, engines=engines) if planner_spec else None
         if uses_chat_template(cfg):
             generator = ChatPrompts(generator)
             planner = ChatPrompts(planner) if planner is not None else None

@@ -382,6 +382,7 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
             check(libc().unshare(CLONE_NEWIPC), "unshare(ipc)")
         drop_capabilities()
         os.chdir("/tmp")  # I mounted (or checked) this program's scratch before forking P
+    home = os.getcwd()  # the program's scratch: /tmp in the sandbox, the worker's own directory without
     limits = job["limits"]
     per_test = max(1, math.ceil(limits["cpu"]))
     budget = per_test * job.get("tests", 1) + 1
@@ -421,7 +422,9 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
             if test.get("op") != "test":
                 os._exit(0)
         index += 1
-        set_stdin((test.get("stdin") or "").encode("utf-8"))
+        stdin_bytes = (test.get("stdin") or "").encode("utf-8")
+        set_stdin(stdin_bytes)
+        input_file = job.get("input_file") and test["mode"] == "stdin" and put_input_file(home, stdin_bytes, fsize)
         for fd, target in ((5, 1), (6, 2)):
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, 0)
@@ -478,6 +481,8 @@ def program_process(sandbox: bool, cmd_r: int, res_w: int, out_fd: int, err_fd: 
                 stream.flush()
             except BaseException:  # noqa: BLE001 - the program may have closed or replaced it
                 pass
+        if input_file:
+            remove_input_file(home)  # an untouched scratch is handed on to the next program as is
         usage = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         total = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
@@ -522,6 +527,48 @@ def set_stdin(data: bytes) -> None:
         offset += os.pwrite(7, view[offset:], offset)
     os.lseek(7, 0, 0)
     os.dup2(7, 0)
+
+
+# APPS compatibility: the official harness mocks `open`, so a Codeforces-style program that reads
+# `input.txt` gets the test's input there. Here a stdin test's input is also written to input.txt
+# in the program's working directory (its scratch) before the test, and removed after it.
+INPUT_FILE = "input.txt"
+
+
+def put_input_file(home: str, data: bytes, fsize: int) -> bool:
+    """Write `home`/input.txt afresh (whatever the program left under that name is replaced);
+    False (no file) when the input is larger than the program may write, or the scratch is full."""
+    path = os.path.join(home, INPUT_FILE)
+    remove_input_file(home)
+    if len(data) >= fsize:  # past RLIMIT_FSIZE the write would kill P with SIGXFSZ
+        return False
+    try:
+        os.chdir(home)  # a program may have moved away in an earlier test
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except OSError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:  # no space left in the scratch: no file rather than a truncated one
+        os.close(fd)
+        remove_input_file(home)
+        return False
+    os.close(fd)
+    return True
+
+
+def remove_input_file(home: str) -> None:
+    path = os.path.join(home, INPUT_FILE)
+    try:
+        os.unlink(path)
+    except IsADirectoryError:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
 
 
 STDERR_TAIL = 2000  # bytes of a test's stderr kept (the end, where tracebacks are)
@@ -929,6 +976,11 @@ def main() -> None:
     PREAMBLE_NAMES["np"] = LazyModule("numpy")
     report = self_check(sandbox)
     if not sandbox:
+        # No private /tmp: each worker's programs get a directory of their own in the judge's
+        # scratch (for input.txt), so that workers do not overwrite each other's files.
+        home = os.path.join(os.getcwd(), f"worker-{os.getpid()}")
+        os.mkdir(home)
+        os.chdir(home)
         send(ctl_out, {"ready": True, **report})
         init_loop(ctl_in, ctl_out, sandbox)
         return

@@ -157,6 +157,7 @@ class Judge:
         self.started = False
         self._closing = False
         self._filter: bytes | None = None  # the seccomp program every worker loads, built at start
+        self._ray = None  # executor "ray": the RayPool that judges on the cluster instead of local workers
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Judge":
@@ -170,6 +171,10 @@ class Judge:
         if self.started:
             return
         self._closing = False
+        if self.cfg.executor == "ray":
+            self._ray = start_ray_pool(self.cfg)
+            self.started = True
+            return
         if self.cfg.sandbox:
             self._filter = policy.build(policy.resolve(self.cfg.syscall_policy))
         workers = [self._spawn() for _ in range(self.size)]
@@ -188,6 +193,9 @@ class Judge:
 
     def close(self) -> None:
         self._closing = True  # threads still judging (after Ctrl-C) must not start new workers
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
         for worker in self._workers:
             worker.close()
         self._workers.clear()
@@ -228,6 +236,8 @@ class Judge:
         self.start()
         tasks = list(tasks)
         self.prepare_references(tasks)
+        if self._ray is not None:
+            return self._ray.run(tasks, self.references, on_result)
         try:
             return self._map(tasks, self._judge, on_result)
         finally:
@@ -325,6 +335,7 @@ class Judge:
         job = {"op": "program", "code": task.code, "entry_point": problem.entry_point or "", "setup": problem.test_setup,
                "preamble": compat and problem.kind in ("stdin", "call") and not problem.outputs_from_solution,
                "apps_wrap": compat and problem.kind == "stdin",
+               "input_file": compat and problem.kind == "stdin",  # the test's input also as ./input.txt
                "limits": limits, "recursion_limit": self.cfg.recursion_limit, "tests": total}
         expected_values = self.references.expected(problem, task.tests) if problem.outputs_from_solution else None
         messages = [self._test_message(problem, test, index, expected_values) for index, test in enumerate(tests)]
@@ -474,6 +485,9 @@ class Judge:
         """Expected outputs of HumanEval+/MBPP+ problems (the first reference solution's), and with
         `calibrate` the other problems' reference times: each run here once per problem."""
         to_derive, to_time = self.references.missing(task.problem for task in tasks)
+        if self._ray is not None:
+            self._ray.prepare_references(self.references, to_derive, to_time)
+            return
         derived = self._map(to_derive, lambda problem: self._on_a_worker(self._reference_on, problem))
         for problem, (values, cpu) in zip(to_derive, derived):
             self.references.set_outputs(problem, values, cpu)
@@ -522,6 +536,15 @@ class Judge:
             if worker.alive:
                 self._end_program(worker)
         return values, slowest
+
+
+def start_ray_pool(cfg: JudgeConfig) -> Any:
+    """The Ray executor's driver. Imported here, only when asked for: Ray is an optional extra."""
+    try:
+        from codeplan.judge.ray_pool import RayPool
+    except ImportError as err:
+        raise SetupError(f"--executor ray needs Ray ({err}): pip install 'codeplan[ray]'") from None
+    return RayPool(cfg)
 
 
 def shown(value: Any, width: int = 80) -> str:

@@ -25,10 +25,11 @@ def is_server_spec(spec: str) -> bool:
     return spec.startswith("openai:")
 
 
-def load_generator(spec: str, backend: BackendConfig | None = None, **options: Any) -> TextGenerator:
+def load_generator(spec: str, backend: BackendConfig | None = None, engines: int = 1, **options: Any) -> TextGenerator:
     """Build the backend a spec names. `backend` (batch size, dtype, threads, device) applies to
     local models; `options` go to the backend's constructor and win over `backend` (e.g. `model=`
-    and `logprobs=` for a server, `batch_size=` in a test)."""
+    and `logprobs=` for a server, `batch_size=` in a test). `engines`: how many models this process
+    loads on the GPU (vLLM splits its memory between them)."""
     scheme, _, rest = spec.partition(":")
     if scheme == "openai" and rest:
         from codeplan.llm.openai_compat import OpenAIGenerator
@@ -42,7 +43,7 @@ def load_generator(spec: str, backend: BackendConfig | None = None, **options: A
     if scheme == "vllm" and rest:
         from codeplan.llm.vllm import VLLMGenerator
 
-        return VLLMGenerator(rest, **({"dtype": backend.dtype} | options))
+        return VLLMGenerator(rest, **({"dtype": backend.dtype, "engines": engines} | options))
     from codeplan.llm.hf import HFGenerator
 
     local = {"batch_size": backend.batch_size, "dtype": backend.dtype, "device": backend.device} | options

@@ -8,6 +8,7 @@ means the run is complete.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,17 @@ def finish(run: Run, step: int, progress: Progress, val_losses: dict[str, float]
     accelerator, model = run.accelerator, run.model
     accelerator.wait_for_everyone()
     extras: dict[str, Any] = {}
+    if run.world > 1 and not run.sharded:
+        # Data-parallel replicas must end with identical weights: each rank's fingerprint goes in
+        # the summary, and a difference (a desynchronised rank) is said loudly.
+        from accelerate.utils import gather_object  # heavy: imported when a run ends, as in setup.py
+
+        fingerprints = gather_object([weights_sha256(accelerator.unwrap_model(model))])
+        extras["replica_weights_sha256"] = fingerprints
+        if run.main and len(set(fingerprints)) > 1:
+            print(f"warning: the {run.world} processes ended with different weights: {fingerprints}")
     if run.main:
-        extras = _save_final(accelerator.unwrap_model(model), run.tokenizer, run.cfg, run.out, run.precision,
+        extras |= _save_final(accelerator.unwrap_model(model), run.tokenizer, run.cfg, run.out, run.precision,
                              sharded=run.sharded, state_dict=accelerator.get_state_dict(model) if run.sharded else None)
     elif run.sharded:
         accelerator.get_state_dict(model)  # every rank takes part in gathering the full weights
@@ -159,6 +169,15 @@ def trained_on(run: Run, step: int) -> dict[str, dict[str, int]]:
         seen[task]["tokens"] += sum(len(run.by_task[task][i].input_ids) + (len(run.by_task[task][i].labels)
                                     if run.encoder_decoder else 0) for i in indices)
     return seen
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of every tensor of the model's state dict (names and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_dtype(precision: str) -> torch.dtype:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,13 @@ def start_accelerator(cfg: TrainConfig) -> tuple[Any, str]:
     if is_sharded(accelerator) and (cfg.plan_head or (cfg.lora and cfg.merge_lora)):
         raise SetupError("the plan head and LoRA merging are supported with single-GPU and DDP training; "
                          "under FSDP/DeepSpeed train without them (or with merge_lora: false)")
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched > 1 and accelerator.num_processes == 1:
+        # Each process would train alone, all writing the same OUT: `accelerate launch --multi_gpu`
+        # on a machine without GPUs does that unless told to use the CPU (and `--cpu` starts one).
+        raise SetupError(f"launched as {launched} processes (WORLD_SIZE) but this one trains alone: without GPUs, "
+                         "set ACCELERATE_USE_CPU=1 for `accelerate launch --multi_gpu --num_processes N` (gloo); "
+                         "see docs/train.md")
     set_seed(cfg.seed)
     return accelerator, precision
 
