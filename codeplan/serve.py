@@ -26,7 +26,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.background import BackgroundTask
 
 from codeplan.config import BackendConfig, StageConfig
@@ -522,6 +522,8 @@ class SolveRequest(BaseModel):
     codes_per_plan: int = Field(4, ge=1, le=64)
     num_samples: int = Field(1, ge=1, le=64)
     selection: SelectionRule = "pass-share"
+    final: Literal["rewrite", "best-judged"] = "rewrite"
+    budget: int | None = Field(None, ge=1, le=1024)  # programs per problem; direct-rerank needs it
     plan_max_tokens: int = Field(256, ge=1)
     code_max_tokens: int = Field(512, ge=1)
     seed: int = 0
@@ -546,10 +548,14 @@ def _add_solve_route(app: Any, state: Any) -> None:
                               entry_point=request.entry_point, public_tests=request.public_tests)
         except ValueError as err:
             raise HTTPException(status_code=400, detail=str(err)) from None
-        cfg = SamplingConfig(strategy=request.strategy, num_plans=request.num_plans, codes_per_plan=request.codes_per_plan,
-                             num_samples=request.num_samples, selection=request.selection,
-                             plan_max_tokens=request.plan_max_tokens, code_max_tokens=request.code_max_tokens,
-                             seed=request.seed)
+        try:
+            cfg = SamplingConfig(strategy=request.strategy, num_plans=request.num_plans,
+                                 codes_per_plan=request.codes_per_plan, num_samples=request.num_samples,
+                                 selection=request.selection, final=request.final, budget=request.budget,
+                                 plan_max_tokens=request.plan_max_tokens, code_max_tokens=request.code_max_tokens,
+                                 seed=request.seed)
+        except ValidationError as err:  # e.g. a budget the strategy's numbers do not add up to
+            raise HTTPException(status_code=400, detail=err.errors()[0]["msg"].removeprefix("Value error, ")) from None
         generator = _QueuedGenerator(state, asyncio.get_running_loop())
         answer = await asyncio.to_thread(solve_problem, problem, cfg, generator, _RequestJudge())
         answer["model"] = state.model_name

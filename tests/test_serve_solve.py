@@ -32,6 +32,10 @@ def test_solve_route_returns_code_and_the_chosen_plan(tiny_causal_lm: Path):
         assert direct["budget"]["model_calls"] == 1 and "plan" not in direct
         bad = client.post("/v1/codeplan/solve", json={"statement": ""})
         assert bad.status_code in (400, 422)
+        rerank = client.post("/v1/codeplan/solve", json={**body, "strategy": "direct-rerank", "budget": 3}).json()
+        assert rerank["budget"]["programs"] == 3 and rerank["budget"]["programs_judged"] == 3
+        unbalanced = client.post("/v1/codeplan/solve", json={**body, "budget": 7})  # 2 x 2 + 1 programs, not 7
+        assert unbalanced.status_code == 400 and "not the budget 7" in unbalanced.json()["detail"]
 
 
 def test_generate_through_an_openai_compatible_server(tiny_causal_lm: Path, tmp_path: Path):

@@ -232,7 +232,12 @@ def _cell(text: str, sub: str | None = None, cls: str = "") -> dict[str, str]:
     return {"t": text, **({"s": sub} if sub else {}), **({"c": cls} if cls else {})}
 
 
-def _extra(value: Any) -> str:
+def _extra(value: Any, key: str = "") -> str:
+    """A comparison field as text; differences (shares) in signed percentage points, like the rest."""
+    if key == "difference" and isinstance(value, (int, float)):
+        return f"{100 * value:+.2f} pts"
+    if key == "difference_interval" and isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"[{100 * value[0]:+.2f}, {100 * value[1]:+.2f}] pts"
     if isinstance(value, float):
         return f"{value:.4g}" if not math.isnan(value) else "n/a"
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
@@ -286,7 +291,7 @@ def summary_tables(report: dict[str, Any], results: list[dict[str, Any]] | None 
                        "header": ["metric", comparison["reference"], comparison["run"], "relative change", *extra],
                        "rows": [[_cell(row["metric"]), _cell(_pct(row["reference"])), _cell(_pct(row["value"])),
                                  _cell(report_tables._fmt_change(row["relative_change"], row["value"], row["reference"]))]
-                                + [_cell(_extra(row.get(key)) if key in row else "") for key in extra]
+                                + [_cell(_extra(row.get(key), key) if key in row else "") for key in extra]
                                 for row in comparison["rows"]]})
     difficulty_rows = []
     for run in runs:
@@ -301,13 +306,7 @@ def summary_tables(report: dict[str, Any], results: list[dict[str, Any]] | None 
     meta_rows = [[_cell(str(key)), _cell(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))]
                  for key, value in report["meta"].items()]
     for run in runs:
-        gen = run["generation"] or {}
-        config = gen.get("config") or {}
-        details = {"results": run["results"], "samples": run["samples"], "model": config.get("model"),
-                   "data": (config.get("data") or {}).get("path"), "seed": config.get("seed"),
-                   "generation seconds": (gen.get("budget") or {}).get("seconds"),
-                   **{k: v for k, v in run["meta"].items() if isinstance(v, (str, int, float))}}
-        meta_rows.append([_cell(run["label"]), _cell(", ".join(f"{k}={v}" for k, v in details.items() if v is not None))])
+        meta_rows.append([_cell(run["label"]), _cell(report_tables.run_details(run))])
     tables.append({"title": "Run metadata", "id": "meta", "header": ["item", "value"], "rows": meta_rows})
     return tables
 

@@ -387,13 +387,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     meta_rows = [[key, json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value]
                  for key, value in report["meta"].items()]
     for run in runs:
-        gen = run["generation"] or {}
-        config = gen.get("config") or {}
-        details = {"results": run["results"], "samples": run["samples"], "model": config.get("model"),
-                   "data": (config.get("data") or {}).get("path"), "seed": config.get("seed"),
-                   "generation seconds": (gen.get("budget") or {}).get("seconds"),
-                   **{k: v for k, v in run["meta"].items() if isinstance(v, (str, int, float))}}
-        meta_rows.append([run["label"], ", ".join(f"{k}={v}" for k, v in details.items() if v is not None)])
+        meta_rows.append([run["label"], run_details(run)])
     out += _table(["item", "value"], meta_rows)
     return "\n".join(out)
 
@@ -465,6 +459,17 @@ def _plot_plans(report: dict[str, Any], path: Path) -> list[str]:
     for label, counts in curves.items():
         report.setdefault("plans_curve", {})[label] = counts
     return list(curves)
+
+
+def run_details(run: dict[str, Any]) -> str:
+    """One line of a run's provenance: its files, model, data, seed and generation time."""
+    gen = run["generation"] or {}
+    config = gen.get("config") or {}
+    details = {"results": run["results"], "samples": run["samples"], "model": config.get("model"),
+               "data": (config.get("data") or {}).get("path"), "seed": config.get("seed"),
+               "generation seconds": (gen.get("budget") or {}).get("seconds"),
+               **{k: v for k, v in run["meta"].items() if isinstance(v, (str, int, float))}}
+    return ", ".join(f"{k}={v}" for k, v in details.items() if v is not None)
 
 
 def write_tables(paths: list[str], out: str, *, labels: list[str] | None = None,
