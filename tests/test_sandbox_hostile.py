@@ -463,7 +463,7 @@ def test_scratch_left_behind_never_reaches_the_next_program():
         os.remove("/tmp/mine.txt")
         print(os.listdir("/tmp"), oct(st.st_mode & 0o7777), os.listxattr("/tmp"))
     """)
-    expected = "[] 0o1777 []\n"
+    expected = "['input.txt'] 0o1777 []\n"  # only the test's input (APPS compatibility, docs/judge.md)
     problem = Problem(id="scratch", statement="", kind="stdin", hidden_tests=[TestCase(input="", output=expected)])
     with Judge(JudgeConfig(workers=1, timeout=2.0)) as judge:
         results = judge.run([JudgeTask(problem=problem, code=code)

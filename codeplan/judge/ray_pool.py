@@ -94,6 +94,7 @@ class RayPool:
         self._actor_cfg = cfg.model_dump() | {"executor": "local", "workers": self.per_actor}
         self.actors: list[Any] = []
         self.retried = 0  # batches sent again after their actor died
+        self.interrupted = False  # a run stopped with batches still queued on the actors
         try:
             self.actors = [self._new_actor() for _ in range(self.size)]
             self._wait_ready(self.actors)
@@ -114,13 +115,14 @@ class RayPool:
                              f"have {self.size} x {self.per_actor} CPUs free (ray_actors, workers)?") from None
 
     def close(self) -> None:
-        # Each actor closes its judge (its workers and scratch directory), then goes; an actor that
-        # does not answer is killed anyway (its sandboxed workers die with it: --die-with-parent).
-        closing = [actor.close.remote() for actor in self.actors]
-        try:
-            ray.get(closing, timeout=30)
-        except Exception:  # noqa: BLE001 - dead or stuck actors: killed below
-            pass
+        # Idle actors close their judges (workers and scratch directories) first. After an
+        # interrupted run their queues still hold batches, which `close` would wait behind: they
+        # are killed at once (their sandboxed workers die with them: --die-with-parent).
+        if not self.interrupted:
+            try:
+                ray.get([actor.close.remote() for actor in self.actors], timeout=30)
+            except Exception:  # noqa: BLE001 - dead or stuck actors: killed below
+                pass
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
@@ -173,6 +175,14 @@ class RayPool:
         running: dict[Any, tuple[Any, Any, int]] = {}  # future -> (actor, batch, attempt)
         load = {id(actor): 0 for actor in self.actors}
         answers: list[tuple[Any, Any]] = []
+        try:
+            self._drain(waiting, running, load, answers, submit, on_batch)
+        finally:
+            self.interrupted = self.interrupted or bool(running)
+        return answers
+
+    def _drain(self, waiting: deque, running: dict, load: dict[int, int], answers: list,
+               submit: Callable[[Any, Any], Any], on_batch: Callable[[Any, Any], None] | None) -> None:
         while waiting or running:
             for actor in list(self.actors):
                 while waiting and load.get(id(actor), 0) < IN_FLIGHT:
@@ -199,7 +209,6 @@ class RayPool:
             answers.append((batch, answer))
             if on_batch is not None:
                 on_batch(batch, answer)
-        return answers
 
     def _replace(self, dead: Any, load: dict[int, int]) -> None:
         """Drop a dead actor and start another in its place (Ray puts it wherever CPUs are free)."""
