@@ -6,8 +6,9 @@ description is the flag's help, and nested groups are flattened (`data` -> `--da
 So an option is declared once, in its config, and `--config FILE.yaml` takes the same fields, with
 flags overriding the file. A flag of an earlier version fails with its new spelling.
 
-Commands are imported when they run (click's lazy group): `codeplan evaluate` should not pay for
-importing torch, which the train stage needs.
+Stage commands, `report` and `run` are imported when they run (click's lazy group and imports
+inside those commands, on purpose): `codeplan evaluate` should not pay for importing torch, which
+the train stage needs. Configs and data loading are light and imported at the top.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any, Literal
 import click
 from pydantic import BaseModel
 
+from codeplan.config import DataConfig, merge_settings, read_yaml, validate_config
+from codeplan.data import convert_problems, inspect_problems
 from codeplan.errors import InputError, SetupError
 from codeplan.interrupts import exit_status, stop_on_signals
 
@@ -195,8 +198,6 @@ def config_command(name: str, model: type[BaseModel], run: Callable[[Any], Any],
     params += extra or []
 
     def callback(**values: Any) -> None:
-        from codeplan.config import validate_config, merge_settings, read_yaml
-
         given = _settings(flags, values)
         if positional:
             given[positional] = values[positional]
@@ -255,6 +256,14 @@ class Codeplan(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*STAGES, *self.commands])
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from STAGES' one-line help, so `codeplan --help` imports no stage."""
+        limit = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
+        rows = [(name, STAGES[name][3] if name in STAGES else self.commands[name].get_short_help_str(limit))
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in STAGES:
             return self.commands.get(name)
@@ -273,8 +282,6 @@ def data() -> None:
 
 
 def _data_command(name: str, run: Callable[..., Any], help_text: str, extra: list[click.Parameter]) -> None:
-    from codeplan.config import DataConfig
-
     def after(cfg: Any, result: Any, values: dict[str, Any]) -> None:
         run(cfg, values)
 
@@ -283,14 +290,10 @@ def _data_command(name: str, run: Callable[..., Any], help_text: str, extra: lis
 
 
 def _inspect(cfg: Any, values: dict[str, Any]) -> None:
-    from codeplan.data import inspect_problems
-
     inspect_problems(cfg, as_json=bool(values.get("as_json")))
 
 
 def _convert(cfg: Any, values: dict[str, Any]) -> None:
-    from codeplan.data import convert_problems
-
     convert_problems(cfg, values["out"])
 
 

@@ -139,3 +139,15 @@ def test_run_config_sections_are_typed(tmp_path: Path) -> None:
         with pytest.raises(InputError) as err:
             load_run_config(path)
         assert expected in str(err.value), (section, str(err.value))
+
+
+def test_the_command_list_and_a_light_command_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom click.testing import CliRunner\nfrom codeplan.cli import app\n"
+              "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+              "assert CliRunner().invoke(app, ['evaluate', '--help']).exit_code == 0\n"
+              "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr

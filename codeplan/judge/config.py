@@ -28,7 +28,7 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    workers: int | None = Field(None, description="Programs judged at once (default: all cores); with --executor ray, per actor (default 1).")
+    workers: int | None = Field(None, description="Programs judged at once (default: all cores); with executor ray, per actor (default 1).")
     timeout: float | None = Field(None, description="CPU seconds per test (default: per benchmark, 4 s APPS, 3 s assertions).")
     memory_mb: int | None = Field(None, description="Address space per program process, MB (default: per benchmark, 2048; HumanEval+/MBPP+ 4096).")
     sandbox: bool = Field(True, description="Run programs in the sandbox; --unsafe-no-sandbox: no isolation at all (trusted code only).",
@@ -59,6 +59,6 @@ class JudgeConfig(BaseModel):
     # Scale-out (codeplan/judge/ray_pool.py, the optional extra codeplan[ray]): Ray actors, each a
     # sandboxed judge of `workers` processes on its node, take batches of programs.
     executor: Literal["local", "ray"] = Field("local", description="Where programs are judged: local (this machine's sandboxed pool) or ray (Ray actors, each a sandboxed pool on its node; pip install 'codeplan[ray]').")
-    ray_address: str | None = Field(None, description="Ray cluster to join with --executor ray (default: RAY_ADDRESS or a running local cluster, else a new one here).")
-    ray_actors: int | None = Field(None, description="Judge actors with --executor ray (default: the cluster's CPUs / workers).")
-    ray_batch: int = Field(32, ge=1, description="Programs per Ray task with --executor ray.")
+    ray_address: str | None = Field(None, description="Ray cluster to join, executor ray (default: RAY_ADDRESS or a running local cluster, else a new one here).")
+    ray_actors: int | None = Field(None, description="Judge actors with executor ray (default: the cluster's CPUs / workers).")
+    ray_batch: int = Field(32, ge=1, description="Programs per Ray task with executor ray.")

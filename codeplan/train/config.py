@@ -14,7 +14,7 @@ Task = Literal["code", "plan", "plan_code"]
 class TrainConfig(StageConfig):
     """Multi-task fine-tuning of a student (CodePLAN) or code-only fine-tuning (the baseline)."""
 
-    renamed = {"strict": "stop_on_bad_input"}
+    renamed = {"strict": "stop_on_bad_input", "plan_code": "plan_conditioned_code"}
 
     data: DataConfig
     plans: str = Field(description="plans.jsonl from `codeplan distill`.")
