@@ -3,6 +3,7 @@ plan-head student, killed mid-run and resumed, ends with the same weights in bot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,30 @@ from codeplan.train.setup import start_accelerator
 ROOT = Path(__file__).resolve().parents[1]
 PLANS = str(ROOT / "codeplan" / "data" / "sample" / "plans.jsonl")
 STEPS = 40
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def free_port() -> int:
@@ -67,8 +92,16 @@ def test_two_processes_train_one_replicated_plan_head_model_and_resume_after_a_k
     deadline = time.monotonic() + 180
     while not checkpoints(out) and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.killpg(first.pid, signal.SIGKILL)  # the whole run at once, as when its machine goes down
+    # The whole run at once, as when its machine goes down. torch's launcher starts the ranks in
+    # sessions of their own, so they are found through /proc, not through the process group.
+    run = [first.pid, *descendants(first.pid)]
+    for pid in run:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     output = output_of(first)
+    gone_by = time.monotonic() + 60  # until the ranks are gone, rank 0 holds OUT's lock
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in run) and time.monotonic() < gone_by:
+        time.sleep(0.05)
     assert checkpoints(out), (first.returncode, output[-3000:])
     assert not (out / "train_summary.json").exists()  # killed before the end
 
