@@ -289,5 +289,24 @@ def serve(
                                batch_size=batch_size, threads=threads))
 
 
+@app.command()
+@user_errors
+def export(
+    model: Annotated[Path, typer.Option(help="Trained student folder (codeplan train's OUT).")],
+    out: Annotated[Path, typer.Option(help="GGUF file to write.")],
+    dtype: Annotated[Optional[str], typer.Option(help="Weight type: f16 (default), bf16, f32 or q8_0.")] = None,
+    tokenizer_gguf: Annotated[Optional[str], typer.Option(
+        help="GGUF whose tokenizer to copy (default: the student's base model when it was a GGUF).")] = None,
+    config: ConfigFile = None,
+) -> None:
+    """Convert a trained student to GGUF, for the llamacpp backend (llamacpp:FILE.gguf) and llama.cpp."""
+    from codeplan.export import ExportConfig, export_gguf
+
+    summary = export_gguf(ExportConfig.load(config, model=str(model), out=str(out), dtype=dtype,
+                                            tokenizer_gguf=tokenizer_gguf))
+    typer.echo(f"wrote {summary['out']} ({summary['architecture']}, {summary['tensors']} tensors "
+               f"{summary['tensor_types']}, {summary['bytes'] / 1e6:.1f} MB; tokenizer from {summary['tokenizer']})")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())

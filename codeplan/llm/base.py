@@ -134,8 +134,12 @@ def truncate_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str,
 
 def load_generator(spec: str, **options: object) -> TextGenerator:
     """Build a backend from a spec: `hf:MODEL` (or a bare path / hub id / .gguf / packaged name),
-    `openai:BASE_URL` (with `model=`), `vllm:MODEL`."""
+    `openai:BASE_URL` (with `model=`), `vllm:MODEL`, `llamacpp:FILE.gguf` (or a packaged name)."""
     scheme, _, rest = spec.partition(":")
+    if scheme == "llamacpp" and rest:
+        from codeplan.llm.llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(rest, **options)  # type: ignore[arg-type]
     if scheme == "openai" and rest:
         from codeplan.llm.openai_compat import OpenAIGenerator
 
