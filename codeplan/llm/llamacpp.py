@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,8 @@ class LlamaCppGenerator(HFGenerator):
             self._model = None
 
     def __del__(self) -> None:
-        self.close()
+        if not sys.is_finalizing():  # at exit llama_cpp's functions may already be gone; the OS frees all
+            self.close()
 
     # ---- the engine under HFGenerator's decode loop ---------------------------------------------
 
