@@ -120,7 +120,7 @@ def main() -> None:
     plan_prompts = [plan_prompt(p) for p in problems]
     code_prompts: list[str] = []
     result: dict[str, Any] = {"model": args.model, "device": str(model.device), "threads": threads,
-                              "load_average": [round(x, 2) for x in os.getloadavg()], "problems": len(problems),
+                              "problems": len(problems),
                               "K": args.plans, "M": args.codes, "plan_tokens": args.plan_tokens,
                               "code_tokens": args.code_tokens, "batch_size": args.batch_size, "engines": {}}
     for engine in engines:
@@ -140,13 +140,16 @@ def main() -> None:
             def run(prompts: list[str], n: int, max_tokens: int, generator: Any = generator) -> tuple[int, float, list[Any]]:
                 return run_codeplan(generator, prompts, n, max_tokens, args.seed)
         run([plan_prompts[0]], 1, 4)  # warm-up (first-call allocation, kernel selection), not timed
+        load_before = os.getloadavg()[0]
         plan_tokens, plan_s, plans = run(plan_prompts, args.plans, args.plan_tokens)
         if engine == "hf":
             code_prompts = [prompt for prompt, _ in _workload(problems, args.plans, [c.texts for c in plans])]
         code_tokens, code_s, _ = run(code_prompts, args.codes, args.code_tokens)
         seconds = plan_s + code_s
         result["engines"][engine] = {"tokens": plan_tokens + code_tokens, "seconds": round(seconds, 2),
-                                     "tokens_per_s": round((plan_tokens + code_tokens) / seconds, 1)}
+                                     "tokens_per_s": round((plan_tokens + code_tokens) / seconds, 1),
+                                     # 1-minute load average before and after: other processes' share of the CPU.
+                                     "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
         if engine.startswith("llamacpp-"):
             generator.close()  # one engine's memory at a time
     base = result["engines"]["hf"]["tokens_per_s"]
@@ -157,10 +160,10 @@ def main() -> None:
         return
     print(f"plan-sampling workload: {len(problems)} problems, K={args.plans} plans of {args.plan_tokens} tokens, "
           f"M={args.codes} programs of {args.code_tokens} tokens per plan, batch {args.batch_size} sequences, "
-          f"{result['device']} ({threads} threads, load average {result['load_average'][0]}), model {args.model}")
+          f"{result['device']} ({threads} threads), model {args.model}")
     for name, r in result["engines"].items():
         print(f"  {name:15s} {r['tokens']:6d} tokens in {r['seconds']:7.2f} s = {r['tokens_per_s']:7.1f} tokens/s"
-              f"  ({r['vs_hf']}x the HF backend)")
+              f"  ({r['vs_hf']}x the HF backend; load average {r['load_average'][0]} -> {r['load_average'][1]})")
 
 
 if __name__ == "__main__":

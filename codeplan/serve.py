@@ -498,7 +498,13 @@ def serve(cfg: ServeConfig) -> None:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    generator = HFGenerator(cfg.model, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device)
+    if cfg.model.startswith("llamacpp:"):  # a GGUF file on llama.cpp (extra `cpu`): same contract, streaming too
+        from codeplan.llm.llamacpp import LlamaCppGenerator
+
+        generator: HFGenerator = LlamaCppGenerator(cfg.model.removeprefix("llamacpp:"), batch_size=cfg.batch_size,
+                                                   n_threads=cfg.threads, dtype=cfg.dtype, device=cfg.device)
+    else:
+        generator = HFGenerator(cfg.model, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device)
     app = create_app(generator, cfg.served_name or cfg.model, default_max_tokens=cfg.default_max_tokens)
     print(f"serving {cfg.served_name or cfg.model} at http://{cfg.host}:{cfg.port}/v1", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)

@@ -105,3 +105,15 @@ def test_unsupported_models_are_clear_errors(tiny_seq2seq_lm: Path, tmp_path: Pa
 def _raw(field: gguf.ReaderField) -> bytes:
     """A metadata value as stored (type and bytes): comparing 49k-entry arrays element by element is slow."""
     return bytes(field.types) + b"".join(bytes(field.parts[i]) for i in field.data)
+
+
+def test_export_command_writes_the_file_and_names_bad_input(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from codeplan.cli import app
+
+    out = tmp_path / "cli.gguf"
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_causal_lm), "--out", str(out), "--dtype", "q8_0"])
+    assert result.exit_code == 0 and "wrote" in result.output and out.is_file()
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_causal_lm), "--out", str(out), "--dtype", "q4"])
+    assert result.exit_code == 2 and "dtype" in result.output

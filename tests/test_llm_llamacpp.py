@@ -203,3 +203,19 @@ def test_missing_extra_and_non_gguf_models_are_one_line_errors(tiny_causal_lm: P
         load_generator(f"llamacpp:{tiny_causal_lm}")
     with pytest.raises(InputError, match="dtype"):
         load_generator("llamacpp:model.gguf", dtype="float16")
+
+
+def test_serve_streams_from_the_llamacpp_backend(tiny) -> None:
+    import openai
+
+    from codeplan.serve import background_server, create_app
+
+    messages = [{"role": "user", "content": "Read the input."}]
+    with background_server(create_app(tiny, "tiny-gguf", default_max_tokens=8)) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+        chunks = list(client.chat.completions.create(model="tiny-gguf", messages=messages, n=2, temperature=0.9,
+                                                     max_tokens=8, seed=5, stream=True))
+    [direct] = tiny.chat([messages], GenerationParams(n=2, temperature=0.9, max_tokens=8, seed=5))
+    for i, text in enumerate(direct.texts):
+        pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i]
+        assert "".join(pieces) == text and len([p for p in pieces if p]) > 1  # streamed, not sent at the end

@@ -51,10 +51,12 @@ def _llama() -> Any:
         raise SetupError(MISSING) from None
     with _backend_ready:
         if not _backend_started:
-            # llama-cpp-python prints every llama.cpp log line unless its logger says otherwise.
+            # llama-cpp-python prints every llama.cpp log line unless its logger says otherwise, and
+            # maps ggml's levels one off (warnings arrive as errors): keep it quiet unless the user
+            # configured it. Failures that matter are raised here with their own message.
             quiet = logging.getLogger("llama-cpp-python")
             if quiet.level == logging.NOTSET:
-                quiet.setLevel(logging.ERROR)
+                quiet.setLevel(logging.CRITICAL)
             llama_cpp.llama_backend_init()
             _backend_started = True
     return llama_cpp
@@ -117,15 +119,16 @@ class LlamaCppGenerator(HFGenerator):
         path = gguf_path(model_spec)
         self.tokenizer = gguf_tokenizer(path)
         self._llama = llama
+        self._model: Any = None
+        self._context: Any = None
+        self._batch: Any = None
+        self._cells = self._seqs = self._batch_tokens = 0
         params = llama.llama_model_default_params()
         params.n_gpu_layers = 0
         model = llama.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise InputError("llama.cpp cannot load this GGUF file", path=path)
         self._model = model
-        self._context: Any = None
-        self._batch: Any = None
-        self._cells = self._seqs = self._batch_tokens = 0
         vocab = llama.llama_model_get_vocab(model)
         self.n_vocab = llama.llama_vocab_n_tokens(vocab)
         self.name = model_spec
@@ -134,6 +137,8 @@ class LlamaCppGenerator(HFGenerator):
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
         self.stats = UsageStats()
         self.is_encoder_decoder = False
+        # The GGUF's end-of-sequence and end-of-turn tokens, and the tokenizer's: what the HF backend
+        # stops on for the same file (its config's eos is the GGUF's), plus an end-of-turn token.
         self.eos_ids = {t for t in (llama.llama_vocab_eos(vocab), llama.llama_vocab_eot(vocab),
                                     self.tokenizer.eos_token_id) if t is not None and t >= 0}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
@@ -155,7 +160,8 @@ class LlamaCppGenerator(HFGenerator):
         llama = getattr(self, "_llama", None)
         if llama is None:
             return
-        self._free_context()
+        if getattr(self, "_batch", None) is not None or getattr(self, "_context", None) is not None:
+            self._free_context()
         if getattr(self, "_model", None):
             llama.llama_model_free(self._model)
             self._model = None
