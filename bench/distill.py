@@ -7,6 +7,13 @@ The server runs in this process on a free port (uvicorn on a thread); distill ta
 real HTTP with the openai client. Each concurrency gets a fresh output file and the same units, and
 the ratio is against concurrency 1 measured in this same run. The server batches the requests that
 arrive together, so throughput should grow with concurrency until the batch size is reached.
+
+With `--teachers SPEC,SPEC,...` it compares local teachers instead (no server): each distils the
+same units in this process, and the ratio is against the first spec, e.g. the HF backend against
+llama.cpp on the same GGUF:
+
+    .venv/bin/python bench/distill.py --problems 16 --max-tokens 64 --teachers \
+        hf:~/.cache/offline-models/qwen2.5-coder-1.5b-instruct.gguf,llamacpp:~/.cache/offline-models/qwen2.5-coder-1.5b-instruct.gguf
 """
 
 from __future__ import annotations
@@ -47,7 +54,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="server batch size (sequences)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (on a shared 2-core machine more threads oversubscribe it)")
+    parser.add_argument("--teachers", default=None, help="compare these local teacher specs instead (see above)")
     args = parser.parse_args()
+    if args.teachers:
+        compare_teachers(args)
+        return
 
     import torch
 
@@ -85,6 +96,56 @@ def main() -> None:
     for row in rows:
         print(f"{row['concurrency']:>11} {row['requests']:>8} {row['seconds']:>8.2f} {row['requests_per_s']:>7.2f} "
               f"{row['completion_tokens_per_s']:>7.1f} {row['server_batches']:>7} {row['requests_per_s'] / base:>6.2f}x")
+    print(json.dumps(rows))
+
+
+def compare_teachers(args: argparse.Namespace) -> None:
+    """The same units through each local teacher, in this process; ratios against the first."""
+    import os
+    import time
+
+    import torch
+
+    import codeplan.distill
+    from codeplan.config import DataConfig
+    from codeplan.distill import DistillConfig, distill
+    from codeplan.llm import load_generator
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench-distill-"))
+    data = make_problems(work / "problems.jsonl", args.problems)
+    make_teacher = codeplan.distill._make_teacher  # type: ignore[attr-defined]
+    rows = []
+    for k, spec in enumerate(args.teachers.split(",")):
+        spec = spec.split(":", 1)[0] + ":" + str(Path(spec.split(":", 1)[1]).expanduser())
+        started = time.perf_counter()
+        options: dict = {"batch_size": args.batch_size}
+        if spec.startswith("llamacpp:"):
+            options["n_threads"] = args.threads
+        teacher = load_generator(spec, **options)
+        load_s = time.perf_counter() - started
+        # distill loads its teacher inside its timing; hand it this one so the figures are distilling only.
+        codeplan.distill._make_teacher = lambda cfg, teacher=teacher: teacher  # type: ignore[attr-defined]
+        base = {"data": DataConfig(path=str(data)), "teacher": spec, "max_tokens": args.max_tokens, "temperature": 0.0,
+                "max_attempts": 1, "batch_size": args.batch_size, "threads": args.threads, "progress": False}
+        # Warm-up on 2 units (first-call allocation), not timed.
+        distill(DistillConfig(**{**base, "data": DataConfig(path=str(data), limit=2)}, out=str(work / f"warm{k}.jsonl")))
+        before = teacher.stats.snapshot()
+        summary = distill(DistillConfig(**base, out=str(work / f"plans{k}.jsonl")))
+        after = teacher.stats.snapshot()  # the teacher's totals include the warm-up: count this run only
+        tokens = after["completion_tokens"] - before["completion_tokens"]
+        rows.append({"teacher": spec, "load_s": round(load_s, 1), "requests": after["requests"] - before["requests"],
+                     "plans_written": summary["plans_written"], "seconds": summary["seconds"], "completion_tokens": tokens,
+                     "completion_tokens_per_s": round(tokens / summary["seconds"], 1)})
+        del teacher
+        codeplan.distill._make_teacher = make_teacher
+    base_rate = rows[0]["completion_tokens_per_s"]
+    print(f"\n{args.problems} units, max_tokens {args.max_tokens}, greedy, batch size {args.batch_size}, "
+          f"{args.threads} threads, load average {os.getloadavg()[0]:.1f}")
+    for row in rows:
+        print(f"  {row['teacher']}: {row['completion_tokens']} tokens in {row['seconds']:.1f} s = "
+              f"{row['completion_tokens_per_s']} tokens/s ({row['completion_tokens_per_s'] / base_rate:.2f}x); "
+              f"model load {row['load_s']} s, not counted")
     print(json.dumps(rows))
 
 

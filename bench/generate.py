@@ -1,12 +1,19 @@
-"""Throughput of the plan-sampling workload: codeplan's HF backend against plain `model.generate`.
+"""Throughput of the plan-sampling workload through codeplan's backends, in one process.
 
 The workload is what `codeplan generate --strategy plan-sampling` sends a local model: per problem
-one plan prompt with n=K, then K plan-conditioned code prompts with n=M each. Both engines get the
-same prompts, the same sampling settings and the same batch size (in sequences), in one process,
-and the script prints generated tokens per second for each and their ratio.
+one plan prompt with n=K, then K plan-conditioned code prompts with n=M each. Every engine gets the
+same prompts (phase-2 prompts are built from the HF backend's plans), the same sampling settings
+and the same batch size (in sequences); the script prints generated tokens per second for each and
+its ratio to codeplan's HF backend measured in the same run. Engines:
 
-    .venv/bin/python bench/generate.py                       # SmolLM2-135M on this machine (CPU)
-    .venv/bin/python bench/generate.py --model Qwen/Qwen2.5-Coder-0.5B-Instruct --problems 16 --plans 8 --codes 8
+  hf              codeplan's HF backend (transformers, its own decode loop, one prefill per prompt)
+  plain           plain `model.generate(num_return_sequences=n)`
+  llamacpp-DTYPE  codeplan's llama.cpp backend on the same weights exported by `codeplan export`
+                  to a GGUF of DTYPE (f16, bf16, f32, q8_0; written once under the cache)
+
+    .venv/bin/python bench/generate.py                       # SmolLM2-135M, hf against plain
+    .venv/bin/python bench/generate.py --model ~/.cache/offline-models/qwen2.5-coder-0.5b-instruct.gguf \
+        --engines hf,llamacpp-f16,llamacpp-q8_0 --problems 2 --plans 8 --codes 4 --plan-tokens 64 --code-tokens 64
 """
 
 from __future__ import annotations
@@ -58,9 +65,25 @@ def run_plain(model: Any, tokenizer: Any, prompts: list[str], n: int, max_tokens
     return tokens, time.perf_counter() - start
 
 
+def gguf_for(model: str, dtype: str) -> str:
+    """The benchmark model exported to a GGUF of `dtype` (once; reused from the cache)."""
+    from pathlib import Path
+
+    from codeplan.export import ExportConfig, export_gguf
+    from codeplan.modeling import cache_dir, resolve_model_source
+
+    folder = Path(resolve_model_source(model)[0])
+    out = cache_dir() / "bench-gguf" / f"{folder.name}-{dtype}.gguf"
+    if not out.is_file():
+        tokenizer = model if model.endswith(".gguf") else None  # carried over from the GGUF the model came from
+        export_gguf(ExportConfig(model=str(folder), out=str(out), dtype=dtype, tokenizer_gguf=tokenizer))
+    return str(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--engines", default="hf,plain", help="comma-separated: hf, plain, llamacpp-f16, llamacpp-q8_0, ...")
     parser.add_argument("--data", default="sample")
     parser.add_argument("--split", default="test")
     parser.add_argument("--problems", type=int, default=2)
@@ -68,10 +91,13 @@ def main() -> None:
     parser.add_argument("--codes", type=int, default=4, help="M")
     parser.add_argument("--plan-tokens", type=int, default=48)
     parser.add_argument("--code-tokens", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences decoded together, both engines")
+    parser.add_argument("--batch-size", type=int, default=16, help="sequences decoded together, every engine")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads, every engine (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+
+    import os
 
     import torch
 
@@ -81,44 +107,63 @@ def main() -> None:
     from codeplan.modeling import load_model, load_tokenizer
     from codeplan.prompts import plan_prompt
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if engines[0] != "hf":
+        parser.error("the first engine must be hf: it writes the plans every engine's phase 2 uses, and is the baseline")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     problems = load_problems(DataConfig(path=args.data, split=args.split, limit=args.problems))
     model = load_model(args.model)
     tokenizer = load_tokenizer(args.model)
-    generator = HFGenerator.from_model(model, tokenizer, name=args.model, batch_size=args.batch_size)
-
-    # Warm-up (first-call allocation and kernel selection) for both engines, not timed.
-    run_codeplan(generator, [plan_prompt(problems[0])], 1, 4, args.seed)
-    run_plain(model, tokenizer, [plan_prompt(problems[0])], 1, 4, args.batch_size, args.seed)
-
+    hf = HFGenerator.from_model(model, tokenizer, name=args.model, batch_size=args.batch_size)
     plan_prompts = [plan_prompt(p) for p in problems]
-    ours_plan_tokens, ours_plan_s, plan_completions = run_codeplan(generator, plan_prompts, args.plans, args.plan_tokens, args.seed)
-    plain_plan_tokens, plain_plan_s = run_plain(model, tokenizer, plan_prompts, args.plans, args.plan_tokens,
-                                                args.batch_size, args.seed)
-    code_prompts = [prompt for prompt, _ in _workload(problems, args.plans, [c.texts for c in plan_completions])]
-    ours_code_tokens, ours_code_s, _ = run_codeplan(generator, code_prompts, args.codes, args.code_tokens, args.seed)
-    plain_code_tokens, plain_code_s = run_plain(model, tokenizer, code_prompts, args.codes, args.code_tokens,
-                                                args.batch_size, args.seed)
-    ours = (ours_plan_tokens + ours_code_tokens) / (ours_plan_s + ours_code_s)
-    plain = (plain_plan_tokens + plain_code_tokens) / (plain_plan_s + plain_code_s)
-    result = {
-        "model": args.model, "device": str(model.device), "threads": torch.get_num_threads(),
-        "problems": len(problems), "K": args.plans, "M": args.codes, "batch_size": args.batch_size,
-        "codeplan_hf": {"tokens": ours_plan_tokens + ours_code_tokens, "seconds": round(ours_plan_s + ours_code_s, 2),
-                        "tokens_per_s": round(ours, 1)},
-        "model_generate": {"tokens": plain_plan_tokens + plain_code_tokens,
-                           "seconds": round(plain_plan_s + plain_code_s, 2), "tokens_per_s": round(plain, 1)},
-        "speedup": round(ours / plain, 2) if plain else None,
-    }
+    code_prompts: list[str] = []
+    result: dict[str, Any] = {"model": args.model, "device": str(model.device), "threads": threads,
+                              "problems": len(problems),
+                              "K": args.plans, "M": args.codes, "plan_tokens": args.plan_tokens,
+                              "code_tokens": args.code_tokens, "batch_size": args.batch_size, "engines": {}}
+    for engine in engines:
+        if engine == "plain":
+            def run(prompts: list[str], n: int, max_tokens: int) -> tuple[int, float, list[Any]]:
+                return (*run_plain(model, tokenizer, prompts, n, max_tokens, args.batch_size, args.seed), [])
+        else:
+            generator: Any = hf
+            if engine.startswith("llamacpp-"):
+                from codeplan.llm.llamacpp import LlamaCppGenerator
+
+                generator = LlamaCppGenerator(gguf_for(args.model, engine.removeprefix("llamacpp-")),
+                                              batch_size=args.batch_size, n_threads=threads)
+            elif engine != "hf":
+                parser.error(f"unknown engine {engine}")
+
+            def run(prompts: list[str], n: int, max_tokens: int, generator: Any = generator) -> tuple[int, float, list[Any]]:
+                return run_codeplan(generator, prompts, n, max_tokens, args.seed)
+        run([plan_prompts[0]], 1, 4)  # warm-up (first-call allocation, kernel selection), not timed
+        load_before = os.getloadavg()[0]
+        plan_tokens, plan_s, plans = run(plan_prompts, args.plans, args.plan_tokens)
+        if engine == "hf":
+            code_prompts = [prompt for prompt, _ in _workload(problems, args.plans, [c.texts for c in plans])]
+        code_tokens, code_s, _ = run(code_prompts, args.codes, args.code_tokens)
+        seconds = plan_s + code_s
+        result["engines"][engine] = {"tokens": plan_tokens + code_tokens, "seconds": round(seconds, 2),
+                                     "tokens_per_s": round((plan_tokens + code_tokens) / seconds, 1),
+                                     # 1-minute load average before and after: other processes' share of the CPU.
+                                     "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+        if engine.startswith("llamacpp-"):
+            generator.close()  # one engine's memory at a time
+    base = result["engines"]["hf"]["tokens_per_s"]
+    for r in result["engines"].values():
+        r["vs_hf"] = round(r["tokens_per_s"] / base, 2) if base else None
     if args.json:
         print(json.dumps(result))
         return
-    print(f"plan-sampling workload: {len(problems)} problems, K={args.plans} plans, M={args.codes} programs per plan, "
-          f"batch {args.batch_size} sequences, {result['device']} ({result['threads']} threads), model {args.model}")
-    for name in ("codeplan_hf", "model_generate"):
-        r = result[name]
-        print(f"  {name:15s} {r['tokens']:6d} tokens in {r['seconds']:7.2f} s = {r['tokens_per_s']:7.1f} tokens/s")
-    print(f"  speedup (codeplan HF backend / model.generate): {result['speedup']}x")
+    print(f"plan-sampling workload: {len(problems)} problems, K={args.plans} plans of {args.plan_tokens} tokens, "
+          f"M={args.codes} programs of {args.code_tokens} tokens per plan, batch {args.batch_size} sequences, "
+          f"{result['device']} ({threads} threads), model {args.model}")
+    for name, r in result["engines"].items():
+        print(f"  {name:15s} {r['tokens']:6d} tokens in {r['seconds']:7.2f} s = {r['tokens_per_s']:7.1f} tokens/s"
+              f"  ({r['vs_hf']}x the HF backend; load average {r['load_average'][0]} -> {r['load_average'][1]})")
 
 
 if __name__ == "__main__":

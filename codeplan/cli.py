@@ -40,6 +40,8 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
                  "Stage 4: judge samples on hidden tests in the sandbox; pass@k, strict accuracy, test-case average."),
     "serve": ("codeplan.serve", "ServeConfig", "serve",
               "An OpenAI-compatible HTTP server for a local model (a trained student)."),
+    "export": ("codeplan.export", "ExportConfig", "export_gguf",
+               "Convert a trained student to GGUF, for the llamacpp backend (llamacpp:FILE.gguf) and llama.cpp."),
 }
 
 # Flags of earlier versions that are not config keys, with their new spelling.
@@ -244,7 +246,12 @@ def _after_generate(cfg: Any, summary: Any, values: dict[str, Any]) -> None:
                f"{budget.get('programs_judged', 0):g} programs judged)")
 
 
-AFTER = {"generate": _after_generate}
+def _after_export(cfg: Any, summary: Any, values: dict[str, Any]) -> None:
+    click.echo(f"wrote {summary['out']} ({summary['architecture']}, {summary['tensors']} tensors "
+               f"{summary['tensor_types']}, {summary['bytes'] / 1e6:.1f} MB; tokenizer from {summary['tokenizer']})")
+
+
+AFTER = {"generate": _after_generate, "export": _after_export}
 
 
 # ---- the command group ------------------------------------------------------------------------------

@@ -110,3 +110,27 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared benchmark data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(smollm2_gguf: str) -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face folder (the GGUF dequantised once into the cache)."""
+    from codeplan.modeling import resolve_model_source
+
+    return Path(resolve_model_source("smollm2-135m-instruct")[0])
+
+
+@pytest.fixture(scope="session")
+def smollm2_student_gguf(smollm2_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M as `codeplan train` leaves a student (its weights, train_summary.json naming the
+    base model), exported by `codeplan export` to an f32 GGUF: the same weights the HF backend runs."""
+    from codeplan.export import ExportConfig, export_gguf
+
+    root = tmp_path_factory.mktemp("smollm2-student")
+    folder = root / "model"
+    folder.mkdir()
+    for item in smollm2_folder.iterdir():
+        (folder / item.name).symlink_to(item)
+    (folder / "train_summary.json").write_text('{"student": "smollm2-135m-instruct"}', encoding="utf-8")
+    export_gguf(ExportConfig(model=str(folder), out=str(root / "student-f32.gguf"), dtype="f32"))
+    return root / "student-f32.gguf"

@@ -5,7 +5,7 @@
     texts = generator.generate(["prompt", ...], GenerationParams(n=4, temperature=0.6))
 
 Spec schemes: `hf:MODEL` (also a bare hub id, folder, .gguf or packaged name), `openai:BASE_URL`,
-`vllm:MODEL`. The backends are imported inside `load_generator`, on purpose: each pulls in a heavy
+`vllm:MODEL`, `llamacpp:FILE.gguf` (or a packaged name). The backends are imported inside `load_generator`, on purpose: each pulls in a heavy
 library (torch, openai, vllm) that a user of another backend may not have or want to load.
 """
 
@@ -40,6 +40,11 @@ def load_generator(spec: str, backend: BackendConfig | None = None, engines: int
         import torch
 
         torch.set_num_threads(backend.threads)
+    if scheme == "llamacpp" and rest:  # a GGUF file on llama.cpp (extra `cpu`)
+        from codeplan.llm.llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(rest, **({"batch_size": backend.batch_size, "n_threads": backend.threads,
+                                           "dtype": backend.dtype, "device": backend.device} | options))
     if scheme == "vllm" and rest:
         from codeplan.llm.vllm import VLLMGenerator
 

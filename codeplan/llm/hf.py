@@ -131,10 +131,9 @@ class HFGenerator:
         max_new = params.max_tokens
         if self.max_positions and not self.is_encoder_decoder:
             max_new = max(1, min(max_new, self.max_positions - max(len(p) for p in prompts)))
-        device = self.model.device
-        generators = [_generator(seed, device) for seed in seeds]
+        generators = [_generator(seed, self.device) for seed in seeds]
         with torch.inference_mode():
-            state = _DecoderOnly(self, prompts, params.n) if not self.is_encoder_decoder else _EncoderDecoder(self, prompts, params.n)
+            state = self._start(prompts, params.n, max_new)
             rows = [_Row(prompt=i, tokens=[], logprobs=[]) for i in range(len(prompts)) for _ in range(params.n)]
             active = list(range(len(rows)))
             streams = [_TextStream(self.tokenizer, params.stop) for _ in rows] if on_text else None
@@ -170,6 +169,18 @@ class HFGenerator:
                     active = [active[k] for k in keep]
                 logits = state.step(chosen)
         return self._completions(prompts, rows, params)
+
+    @property
+    def device(self) -> Any:
+        return self.model.device
+
+    def _start(self, prompts: list[list[int]], n: int, max_new: int) -> Any:
+        """The decoding state of one batch (n rows per prompt, at most `max_new` steps), its prefill
+        done: `first_logits()`, then `step(tokens)` per step and `select(keep)` when rows finish.
+        The seam another engine plugs into (llamacpp.py)."""
+        if self.is_encoder_decoder:
+            return _EncoderDecoder(self, prompts, n)
+        return _DecoderOnly(self, prompts, n)
 
     def _completions(self, prompts: list[list[int]], rows: list[_Row], params: GenerationParams) -> list[Completion]:
         out: list[Completion] = []
