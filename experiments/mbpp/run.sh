@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
 # The MBPP experiment (issue #11), stage by stage; every command resumes from its outputs, so
-# re-running this script after a stop continues where it stopped. Run from the repository root:
-#   bash experiments/mbpp/run.sh            (all arms)      ARMS="baseline-direct" bash ...   (some)
+# re-running this script after a stop continues where it stopped. From the repository root:
+#   bash experiments/mbpp/run.sh                                   every step, in the order below
+#   STEPS="zero-shot distill" bash experiments/mbpp/run.sh         some steps
+#   ARMS="baseline-rerank" STEPS=arms bash experiments/mbpp/run.sh one arm
 # Models: GGUF files assembled offline by ../shared/tools/offline-models into experiments/mbpp/models.
+# Every student arm generates on llama.cpp from a Q8_0 export made the same way (the base student
+# too), so no arm differs from another by its quantisation; the teacher runs as shipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 X=experiments/mbpp
 CODEPLAN=${CODEPLAN:-.venv/bin/codeplan}
+PYTHON=${PYTHON:-.venv/bin/python}
 DATA=../shared/data/mbpp/mbpp.jsonl
+STEPS=${STEPS:-zero-shot distill train arms report}
 mkdir -p $X/models $X/out
 TEACHER=$(../shared/tools/offline-models qwen2.5-coder-1.5b-instruct $X/models | tail -1)
 STUDENT=$(../shared/tools/offline-models qwen2.5-coder-0.5b-instruct $X/models | tail -1)
+step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-# 1. distill: the teacher reads each training problem's reference solution (backward reasoning).
-$CODEPLAN distill --config $X/distill.yaml --data $DATA --split train --teacher "hf:$TEACHER" --out $X/out/plans.jsonl
+# A model folder -> its Q8_0 GGUF (once).
+gguf_of() {  # gguf_of FOLDER OUT.gguf
+  [ -f "$2" ] || $CODEPLAN export --model "$1" --out "$2" --dtype q8_0 >&2
+  echo "$2"
+}
 
-# 2. train: the baseline (code task) and CodePLAN (code + plan tasks), same steps, same code examples.
-for mode in baseline codeplan; do
-  $CODEPLAN train --config $X/train.yaml --data $DATA --split train --plans $X/out/plans.jsonl \
-    --student "$STUDENT" --mode $mode --out $X/out/$mode/model
-done
-
-# 3. generate + 4. evaluate: every arm on all 500 test problems, B = 8 generated programs per problem.
-arm() {  # arm NAME MODEL [generate flags...]
+arm() {  # arm NAME MODEL_SPEC [generate flags...]: generate + evaluate, B = 8 programs per problem
   local name=$1 model=$2; shift 2
   case " ${ARMS:-all} " in *" all "*|*" $name "*) ;; *) return 0 ;; esac
   $CODEPLAN generate --config $X/generate.yaml --data $DATA --split test --model "$model" \
@@ -30,19 +33,47 @@ arm() {  # arm NAME MODEL [generate flags...]
   $CODEPLAN evaluate --data $DATA --split test --samples $X/out/$name/samples.jsonl \
     --out $X/out/$name/results.json --k 1
 }
-arm zero-shot-greedy        "$STUDENT" --strategy direct --num-samples 1 --code-temperature 0 --chat-template
-arm zero-shot-direct        "$STUDENT" --strategy direct --num-samples 8 --budget 8 --chat-template
-arm zero-shot-plan-sampling "$STUDENT" --strategy plan-sampling --num-plans 2 --codes-per-plan 3 --num-samples 2 --budget 8 --chat-template
-arm baseline-direct         $X/out/baseline/model --strategy direct --num-samples 8 --budget 8
-arm baseline-rerank         $X/out/baseline/model --strategy direct-rerank --budget 8 --num-samples 1
-arm codeplan-direct         $X/out/codeplan/model --strategy direct --num-samples 8 --budget 8
-arm codeplan-plan-sampling  $X/out/codeplan/model --strategy plan-sampling --num-plans 2 --codes-per-plan 3 --num-samples 2 --budget 8
-arm codeplan-best-judged    $X/out/codeplan/model --strategy plan-sampling --num-plans 2 --codes-per-plan 4 --num-samples 1 --final best-judged --budget 8
 
-# 5. report: every arm against the baseline with direct sampling.
-results=()
-for name in baseline-direct zero-shot-greedy zero-shot-direct zero-shot-plan-sampling baseline-rerank \
-            codeplan-direct codeplan-plan-sampling codeplan-best-judged; do
-  [ -f $X/out/$name/results.json ] && results+=($X/out/$name/results.json)
-done
-$CODEPLAN report "${results[@]}" --out $X/report.md --html $X/report.html
+# 0. the base student, asked the way it was built to be asked (its chat template).
+if step zero-shot; then
+  base=$($PYTHON -c "from codeplan.modeling import resolve_model_source as r; print(r('$STUDENT')[0])")
+  BASE=llamacpp:$(gguf_of "$base" $X/out/base-q8_0.gguf)
+  arm zero-shot-greedy        "$BASE" --strategy direct --num-samples 1 --code-temperature 0 --chat-template
+  arm zero-shot-direct        "$BASE" --strategy direct --num-samples 8 --budget 8 --chat-template
+  arm zero-shot-plan-sampling "$BASE" --strategy plan-sampling --num-plans 2 --codes-per-plan 3 --num-samples 2 --budget 8 --chat-template
+fi
+
+# 1. distill: the teacher reads each training problem's reference solution (backward reasoning).
+if step distill; then
+  $CODEPLAN distill --config $X/distill.yaml --data $DATA --split train --teacher "llamacpp:$TEACHER" \
+    --out $X/out/plans.jsonl
+fi
+
+# 2. train: the baseline (code task) and CodePLAN (code + plan tasks), same steps, same code examples.
+if step train; then
+  for mode in baseline codeplan; do
+    $CODEPLAN train --config $X/train.yaml --data $DATA --split train --plans $X/out/plans.jsonl \
+      --student "$STUDENT" --mode $mode --out $X/out/$mode/model
+  done
+fi
+
+# 3. generate + 4. evaluate: the trained students' arms on all 500 test problems.
+if step arms; then
+  BASELINE=llamacpp:$(gguf_of $X/out/baseline/model $X/out/baseline/model-q8_0.gguf)
+  CODEPLAN_STUDENT=llamacpp:$(gguf_of $X/out/codeplan/model $X/out/codeplan/model-q8_0.gguf)
+  arm baseline-direct        "$BASELINE" --strategy direct --num-samples 8 --budget 8
+  arm baseline-rerank        "$BASELINE" --strategy direct-rerank --budget 8 --num-samples 1
+  arm codeplan-direct        "$CODEPLAN_STUDENT" --strategy direct --num-samples 8 --budget 8
+  arm codeplan-plan-sampling "$CODEPLAN_STUDENT" --strategy plan-sampling --num-plans 2 --codes-per-plan 3 --num-samples 2 --budget 8
+  arm codeplan-best-judged   "$CODEPLAN_STUDENT" --strategy plan-sampling --num-plans 2 --codes-per-plan 4 --num-samples 1 --final best-judged --budget 8
+fi
+
+# 5. report: every arm that has results, against the baseline with direct sampling.
+if step report; then
+  results=()
+  for name in baseline-direct zero-shot-greedy zero-shot-direct zero-shot-plan-sampling baseline-rerank \
+              codeplan-direct codeplan-plan-sampling codeplan-best-judged; do
+    [ -f $X/out/$name/results.json ] && results+=($X/out/$name/results.json)
+  done
+  [ ${#results[@]} -gt 0 ] && $CODEPLAN report "${results[@]}" --out $X/report.md --html $X/report.html
+fi
