@@ -291,3 +291,17 @@ def test_a_filter_that_does_not_take_effect_stops_the_judge(monkeypatch, program
     monkeypatch.setattr(judge_pool.policy, "build", lambda name: program)
     with pytest.raises(SetupError, match=why):
         Judge(JudgeConfig(workers=1)).start()
+
+
+def test_a_runtime_below_tmp_is_shown_outside_the_programs_scratch(monkeypatch):
+    """A virtualenv in a checkout under /tmp (a CI clone, say) would vanish under the programs'
+    fresh /tmp: it is mounted elsewhere, and sys.path follows it."""
+    from codeplan.judge import sandbox
+
+    monkeypatch.setattr(sandbox, "find_bwrap", lambda: "bwrap")
+    monkeypatch.setattr(sandbox, "runtime_paths", lambda python, site: (["/opt/py", "/tmp/ci/.venv/lib"],
+                                                                        ["/tmp/ci/.venv/lib/site-packages"]))
+    cmd, paths = sandbox.bwrap_command("/opt/py/bin/python", True)
+    binds = [tuple(cmd[i + 1:i + 3]) for i, arg in enumerate(cmd) if arg == "--ro-bind"]
+    assert ("/opt/py", "/opt/py") in binds and ("/tmp/ci/.venv/lib", "/run/codeplan-runtime/1") in binds
+    assert paths == ["/run/codeplan-runtime/1/site-packages"]

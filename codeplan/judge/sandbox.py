@@ -94,14 +94,19 @@ def bwrap_command(python: str, site_packages: bool) -> tuple[list[str], list[str
         elif host.is_dir():
             cmd += ["--ro-bind", str(host), str(host)]
     made: set[str] = {"/", "/usr", "/tmp"}
-    for mount in mounts:
+    for index, mount in enumerate(mounts):
+        # /tmp is the programs' scratch (a fresh tmpfs): a runtime folder under it (a virtualenv in
+        # a checkout below /tmp, say) is shown elsewhere, and sys.path follows it there.
+        target = f"/run/codeplan-runtime/{index}" if mount == "/tmp" or mount.startswith("/tmp/") else mount
+        if target != mount:
+            paths = [target + p[len(mount):] if p == mount or p.startswith(mount + "/") else p for p in paths]
         # Parent directories are created world-readable: the worker may run as an unprivileged uid.
-        for parent in reversed(Path(mount).parents):
+        for parent in reversed(Path(target).parents):
             if str(parent) not in made:
                 cmd += ["--perms", "0755", "--dir", str(parent)]
                 made.add(str(parent))
-        cmd += ["--ro-bind", mount, mount]
-        made.add(mount)
+        cmd += ["--ro-bind", mount, target]
+        made.add(target)
     cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/tmp"]
     if os.geteuid() == 0:
         # Root: bubblewrap runs privileged, keeps only what the worker needs to become `nobody`.
