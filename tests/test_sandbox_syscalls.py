@@ -303,5 +303,5 @@ def test_a_runtime_below_tmp_is_shown_outside_the_programs_scratch(monkeypatch):
                                                                         ["/tmp/ci/.venv/lib/site-packages"]))
     cmd, paths = sandbox.bwrap_command("/opt/py/bin/python", True)
     binds = [tuple(cmd[i + 1:i + 3]) for i, arg in enumerate(cmd) if arg == "--ro-bind"]
-    assert ("/opt/py", "/opt/py") in binds and ("/tmp/ci/.venv/lib", "/run/codeplan-runtime/1") in binds
-    assert paths == ["/run/codeplan-runtime/1/site-packages"]
+    assert ("/opt/py", "/opt/py") in binds and ("/tmp/ci/.venv/lib", "/run/codeplan-runtime/tmp/ci/.venv/lib") in binds
+    assert paths == ["/run/codeplan-runtime/tmp/ci/.venv/lib/site-packages"]

@@ -94,10 +94,10 @@ def bwrap_command(python: str, site_packages: bool) -> tuple[list[str], list[str
         elif host.is_dir():
             cmd += ["--ro-bind", str(host), str(host)]
     made: set[str] = {"/", "/usr", "/tmp"}
-    for index, mount in enumerate(mounts):
+    for mount in mounts:
         # /tmp is the programs' scratch (a fresh tmpfs): a runtime folder under it (a virtualenv in
         # a checkout below /tmp, say) is shown elsewhere, and sys.path follows it there.
-        target = f"/run/codeplan-runtime/{index}" if mount == "/tmp" or mount.startswith("/tmp/") else mount
+        target = "/run/codeplan-runtime" + mount if mount == "/tmp" or mount.startswith("/tmp/") else mount
         if target != mount:
             paths = [target + p[len(mount):] if p == mount or p.startswith(mount + "/") else p for p in paths]
         # Parent directories are created world-readable: the worker may run as an unprivileged uid.
