@@ -5,6 +5,7 @@ Layout of a run folder (runs/NAME by default):
 
     plans.jsonl                          distill (skipped when the config names existing `plans`)
     <mode>/model/                        train (train_summary.json inside marks it complete)
+    <mode>/model-<dtype>.gguf            export, when generate_backend is llamacpp (or auto finds it)
     <mode>/<strategy>/samples.jsonl      generate (+ samples.plans.jsonl, samples.summary.json)
     <mode>/<strategy>/results.json       evaluate
     report.md, report.json, *.png        report (rebuilt on every run: it is cheap)
@@ -20,6 +21,7 @@ interrupted is simply run again: every stage resumes its own partial output.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import platform
 import shutil
@@ -41,6 +43,7 @@ from codeplan.data import SAMPLE_PLANS
 from codeplan.distill import DistillConfig, distill
 from codeplan.errors import InputError, SetupError
 from codeplan.evaluate import EvaluateConfig, evaluate
+from codeplan.export import ExportConfig, export_gguf
 from codeplan.generate import GenerateConfig, generate
 from codeplan.jsonl import write_json
 from codeplan.output_lock import hold_output
@@ -103,7 +106,10 @@ class RunConfig(StageConfig):
     strategies: dict[Mode, list[Strategy]] = Field(
         default_factory=lambda: {"baseline": ["direct"], "codeplan": ["plan-sampling"]})
     generate: GenerateSection = Field(default_factory=GenerateSection)  # type: ignore[valid-type]
-    generate_backend: Literal["hf", "vllm"] = "hf"  # how the trained students are loaded for generation
+    # How the trained students generate: hf, vllm, or llamacpp (an export stage writes each student
+    # as a GGUF file first); auto = llamacpp where llama-cpp-python is installed, else hf.
+    generate_backend: Literal["auto", "hf", "vllm", "llamacpp"] = "hf"
+    export_dtype: Literal["f32", "f16", "bf16", "q8_0"] = "f16"  # the students' GGUF files (llamacpp)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)  # type: ignore[valid-type]
     print_report: bool = True
 
@@ -149,6 +155,25 @@ class RunConfig(StageConfig):
     def model_dir(self, mode: str) -> Path:
         return self.run_dir / mode / "model"
 
+    def backend(self) -> str:
+        """generate_backend with `auto` decided: llamacpp where it is installed."""
+        if self.generate_backend != "auto":
+            return self.generate_backend
+        return "llamacpp" if importlib.util.find_spec("llama_cpp") is not None else "hf"
+
+    def gguf_path(self, mode: str) -> Path:
+        return self.run_dir / mode / f"model-{self.export_dtype}.gguf"
+
+    def student_spec(self, mode: str) -> str:
+        """How generate loads the trained student of `mode`."""
+        backend = self.backend()
+        if backend == "llamacpp":
+            return f"llamacpp:{self.gguf_path(mode)}"
+        return ("vllm:" if backend == "vllm" else "") + str(self.model_dir(mode))
+
+    def export_config(self, mode: str) -> ExportConfig:
+        return ExportConfig(model=str(self.model_dir(mode)), out=str(self.gguf_path(mode)), dtype=self.export_dtype)
+
     def samples_path(self, mode: str, strategy: str) -> Path:
         return self.run_dir / mode / strategy / "samples.jsonl"
 
@@ -167,7 +192,7 @@ class RunConfig(StageConfig):
         return validate_config(TrainConfig, _with_seed(TrainConfig, values, self.seed), source=f"{self.name}: train")
 
     def generate_config(self, mode: str, strategy: str) -> GenerateConfig:
-        values = {**_given(self.generate), "data": self.data.test.model_dump(), "model": ("vllm:" if self.generate_backend == "vllm" else "") + str(self.model_dir(mode)),
+        values = {**_given(self.generate), "data": self.data.test.model_dump(), "model": self.student_spec(mode),
                   "out": str(self.samples_path(mode, strategy)), "strategy": strategy}
         return validate_config(GenerateConfig, _with_seed(GenerateConfig, values, self.seed), source=f"{self.name}: generate")
 
@@ -235,6 +260,11 @@ def plan_stages(cfg: RunConfig) -> list[Stage]:
         summary = cfg.model_dir(mode) / "train_summary.json"
         stages.append(Stage(f"train-{mode}", f"train: {mode}", train_cfg, cfg.model_dir(mode),
                             lambda c=train_cfg, m=mode: _train(cfg, c, m), complete=summary.is_file))
+        if cfg.backend() == "llamacpp":
+            export_cfg = cfg.export_config(mode)
+            stages.append(Stage(f"export-{mode}", f"export: {mode} model -> GGUF ({cfg.export_dtype})", export_cfg,
+                                cfg.gguf_path(mode), lambda c=export_cfg: export_gguf(c),
+                                complete=cfg.gguf_path(mode).is_file))
     for mode, strategy in cfg.runs():
         gen_cfg = cfg.generate_config(mode, strategy)
         stages.append(Stage(f"generate-{mode}-{strategy}", f"generate: {mode} model, {strategy}", gen_cfg,

@@ -115,3 +115,23 @@ def test_run_config_defaults():
                                     "plans": "sample", "student": "s"})
     assert cfg.run_dir == Path("runs/x") and cfg.runs() == [("baseline", "direct"), ("codeplan", "plan-sampling")]
     assert cfg.plans_path().name == "plans.jsonl" and cfg.plans_path().is_file()  # the bundled plans
+
+
+@pytest.mark.slow
+def test_pipeline_on_llama_cpp_exports_each_student_and_generates_from_the_gguf(tiny_causal_lm: Path, tmp_path: Path):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python (extra `cpu`) is not installed; `make install` builds it")
+    config = _tiny_config(tmp_path, tiny_causal_lm)
+    data = yaml.safe_load(config.read_text())
+    data.update(generate_backend="llamacpp", export_dtype="f32", modes=["codeplan"],
+                strategies={"codeplan": ["plan-sampling"]}, plans="sample", print_report=False)
+    del data["distill"]
+    config.write_text(yaml.safe_dump(data))
+    record = run_pipeline(str(config))
+    run = tmp_path / "run"
+    assert list(record["stages"]) == ["train-codeplan", "export-codeplan", "generate-codeplan-plan-sampling",
+                                      "evaluate-codeplan-plan-sampling"]
+    assert (run / "codeplan" / "model-f32.gguf").is_file()
+    summary = json.loads((run / "codeplan" / "plan-sampling" / "samples.summary.json").read_text())
+    assert summary["config"]["model"] == f"llamacpp:{run / 'codeplan' / 'model-f32.gguf'}"
+    assert len(json.loads((run / "codeplan" / "plan-sampling" / "results.json").read_text())["problems"]) == 2
+    assert all(stage["skipped"] for stage in run_pipeline(str(config))["stages"].values())
