@@ -429,7 +429,10 @@ def _draw(probs, generator):
 
     cdf = probs.cumsum(dim=-1)
     u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1).squeeze(-1)
+    picked = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    # u < 1 but u * total may round up to the total: then the last token with any probability.
+    last = probs.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(dim=-1)
+    return torch.minimum(picked, last)
 
 
 def _nucleus(probs, top_p: float):
