@@ -407,20 +407,52 @@ def _sample(logits, params: GenerationParams, row_prompts: list[int], generators
         chosen = logits.argmax(dim=-1)
     else:
         probs = torch.softmax(logits / params.temperature, dim=-1)
+        candidates = None  # the token ids behind probs' columns, once top-p has narrowed them
         if params.top_p < 1.0:
-            sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
-            # Drop a token when the tokens ranked above it already reach top_p (the first always stays).
-            drop = sorted_probs.cumsum(dim=-1) - sorted_probs > params.top_p
-            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, sorted_idx, sorted_probs)
+            probs, candidates = _nucleus(probs, params.top_p)
         chosen = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
         groups: dict[int, list[int]] = {}
         for k, prompt in enumerate(row_prompts):
             groups.setdefault(prompt, []).append(k)
         for prompt, ks in groups.items():
             index = torch.tensor(ks, device=probs.device)
-            chosen[index] = torch.multinomial(probs[index], 1, generator=generators[prompt]).squeeze(-1)
+            chosen[index] = _draw(probs[index], generators[prompt])
+        if candidates is not None:
+            chosen = candidates.gather(-1, chosen[:, None]).squeeze(-1)
     return chosen, raw.gather(-1, chosen[:, None]).squeeze(-1).cpu()
+
+
+def _draw(probs, generator):
+    """One token per row, by inverse CDF: one uniform number per row, so the draw depends only on
+    the nonzero probabilities in token order (not on how many zero columns surround them, as
+    torch.multinomial's does)."""
+    import torch
+
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    picked = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    # u < 1 but u * total may round up to the total: then the last token with any probability.
+    last = probs.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(dim=-1)
+    return torch.minimum(picked, last)
+
+
+def _nucleus(probs, top_p: float):
+    """Top-p per row: the most likely tokens' probabilities, those zeroed that come after the ones
+    above them already reach `top_p` (the first always stays), and their token ids. Only the
+    top k are sorted, k growing until every row's cut falls inside them: sorting a 150k vocabulary
+    at every step cost as much as a llama.cpp decode step."""
+    vocab = probs.shape[-1]
+    k = min(64, vocab)
+    while True:
+        top, ids = probs.topk(k, dim=-1)  # sorted, most likely first
+        drop = top.cumsum(dim=-1) - top > top_p
+        # Once the k-th token is dropped in every row, every token after it would be too.
+        if k == vocab or bool(drop[:, -1].all()):
+            # Back in token-id order: the draw is then the one the whole vocabulary (zeros outside
+            # the nucleus) gives, whatever k was, and near-ties cannot swap places between two runs.
+            ids, order = ids.sort(dim=-1)
+            return top.masked_fill(drop, 0.0).gather(-1, order), ids
+        k = vocab if k >= 4096 else min(4 * k, vocab)  # a flat distribution: sort it all at once
 
 
 def _generator(seed: int | None, device: Any):
