@@ -135,6 +135,9 @@ class RunConfig(StageConfig):
                 raise ValueError(f"no generation strategy for mode '{mode}'")
         if "baseline" in self.modes and "plan-sampling" in self.strategies.get("baseline", []):
             raise ValueError("the baseline is trained on code only and cannot sample plans: use direct")
+        if self.generate_backend == "llamacpp" and getattr(self.train, "plan_head", False):
+            raise ValueError("a plan-head student is not exported to GGUF yet (its plan_model/ would be left out): "
+                             "use generate_backend hf or vllm with train.plan_head")
         if self.plans is None and self.distill is None:
             raise ValueError("give either `plans` (an existing plans.jsonl) or a `distill` section")
         return self
@@ -159,7 +162,8 @@ class RunConfig(StageConfig):
         """generate_backend with `auto` decided: llamacpp where it is installed."""
         if self.generate_backend != "auto":
             return self.generate_backend
-        return "llamacpp" if importlib.util.find_spec("llama_cpp") is not None else "hf"
+        exportable = not getattr(self.train, "plan_head", False)  # a plan head is not exported to GGUF yet
+        return "llamacpp" if exportable and importlib.util.find_spec("llama_cpp") is not None else "hf"
 
     def gguf_path(self, mode: str) -> Path:
         return self.run_dir / mode / f"model-{self.export_dtype}.gguf"
