@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ from pydantic import Field, model_validator
 
 from codeplan.config import StageConfig
 from codeplan.judge import JudgeTask
-from codeplan.llm import Completion, GenerationParams, TextGenerator
+from codeplan.llm import GenerationParams
 from codeplan.problems import Problem
 from codeplan.prompts import CODE_STOP, PLAN_STOP, code_prompt, plan_conditioned_code_prompt, plan_prompt
 from codeplan.samples import Budget
