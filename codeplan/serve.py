@@ -1,6 +1,8 @@
 """`codeplan serve`: an OpenAI-compatible HTTP server for a local model (FastAPI + uvicorn).
 
-Routes: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, `GET /health`.
+Routes: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, `GET /health`, and
+`POST /v1/codeplan/solve` (a problem in, a program out: direct, direct-rerank or plan sampling, its
+programs judged on the given public tests in the sandbox).
 Both completion routes stream (`stream: true`, server-sent events in OpenAI's chunk format) as the
 tokens are decoded. Requests are queued to one generation thread that batches whatever is waiting
 (requests with the same sampling settings decode together, each keeping its own seed), so
