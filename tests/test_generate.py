@@ -41,6 +41,7 @@ def test_direct_sampling_writes_n_programs_per_problem_and_resumes_after_a_kill(
     assert summary["budget"]["model_calls"] == 3 and summary["budget"]["sequences"] == 6
     assert summary["budget"]["completion_tokens"] > 0
     assert json.loads(sidecar_paths(out)[1].read_text())["programs"] == 6
+    assert summary["cpu_seconds_this_run"] > 0  # what a reader needs to compare arms' cost
 
     # A run killed while writing problem 2: one of its lines made it, the next one is torn.
     lines = out.read_text().splitlines(keepends=True)
