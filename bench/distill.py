@@ -107,7 +107,7 @@ def compare_teachers(args: argparse.Namespace) -> None:
     import torch
 
     import codeplan.distill
-    from codeplan.config import DataConfig
+    from codeplan.config import BackendConfig, DataConfig
     from codeplan.distill import DistillConfig, distill
     from codeplan.llm import load_generator
 
@@ -119,15 +119,13 @@ def compare_teachers(args: argparse.Namespace) -> None:
     for k, spec in enumerate(args.teachers.split(",")):
         spec = spec.split(":", 1)[0] + ":" + str(Path(spec.split(":", 1)[1]).expanduser())
         started = time.perf_counter()
-        options: dict = {"batch_size": args.batch_size}
-        if spec.startswith("llamacpp:"):
-            options["n_threads"] = args.threads
-        teacher = load_generator(spec, **options)
+        backend = BackendConfig(batch_size=args.batch_size, threads=args.threads)
+        teacher = load_generator(spec, backend)
         load_s = time.perf_counter() - started
         # distill loads its teacher inside its timing; hand it this one so the figures are distilling only.
         codeplan.distill._make_teacher = lambda cfg, teacher=teacher: teacher  # type: ignore[attr-defined]
         base = {"data": DataConfig(path=str(data)), "teacher": spec, "max_tokens": args.max_tokens, "temperature": 0.0,
-                "max_attempts": 1, "batch_size": args.batch_size, "threads": args.threads, "progress": False}
+                "max_attempts": 1, "backend": backend, "progress": False}
         # Warm-up on 2 units (first-call allocation), not timed.
         distill(DistillConfig(**{**base, "data": DataConfig(path=str(data), limit=2)}, out=str(work / f"warm{k}.jsonl")))
         before = teacher.stats.snapshot()
