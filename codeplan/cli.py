@@ -241,9 +241,14 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _after_generate(cfg: Any, summary: Any, values: dict[str, Any]) -> None:
     budget = summary.get("budget_per_problem", {})
+
+    def per_problem(key: str) -> str:  # None: a field the file's older problems did not record
+        value = budget.get(key)
+        return "unknown" if value is None else f"{value:g}"
+
     click.echo(f"wrote {summary['programs']} programs for {summary['problems']} problems to {cfg.out} "
-               f"(per problem: {budget.get('model_calls', 0):g} model calls, {budget.get('completion_tokens', 0):g} tokens, "
-               f"{budget.get('programs_judged', 0):g} programs judged)")
+               f"(per problem: {per_problem('model_calls')} model calls, {per_problem('completion_tokens')} tokens, "
+               f"{per_problem('programs_judged')} programs judged, {per_problem('cpu_seconds')} CPU seconds)")
 
 
 def _after_export(cfg: Any, summary: Any, values: dict[str, Any]) -> None:
