@@ -23,7 +23,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,7 +173,7 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
             judge.references.set_outputs(problem, *references[key])
         elif key in timings:
             judge.references.set_time(problem, timings[key])
-    session, started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), time.perf_counter()
+    session, started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), time.perf_counter()
     tasks = [JudgeTask(problem=problems[samples[i][0]], code=samples[i][1], tests=cfg.tests) for i in todo]
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), desc="evaluate", unit="program",
                file=sys.stderr, dynamic_ncols=True, disable=not cfg.progress)
