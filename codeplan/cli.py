@@ -322,13 +322,17 @@ _data_command("convert", _convert, "Write problems in the canonical JSONL format
               help="report.md to write (plots and report.json beside it).")
 @click.option("--html", type=click.Path(dir_okay=False), default=None,
               help="Also write this self-contained HTML page to browse the runs problem by problem.")
-def report(results: tuple[str, ...], out: str, html: str | None) -> None:
+@click.option("--summary-into", type=click.Path(dir_okay=False), default=None,
+              help="Also put the Summary table into this markdown file (e.g. a README), replacing the lines "
+                   "between its '<!-- summary:start -->' and '<!-- summary:end -->' lines.")
+def report(results: tuple[str, ...], out: str, html: str | None, summary_into: str | None) -> None:
     """Tables and plots from results.json files (baseline against CodePLAN when both are given)."""
     def run(**_: Any) -> None:
         from codeplan.report import write_report
 
-        write_report(list(results), out, html=html)
-        click.echo(f"wrote {out} (report.json and plots beside it)" + (f" and {html}" if html else ""))
+        write_report(list(results), out, html=html, summary_into=summary_into)
+        click.echo(f"wrote {out} (report.json and plots beside it)" + (f" and {html}" if html else "")
+                   + (f"; the summary table into {summary_into}" if summary_into else ""))
 
     _user_errors(run)()
 
