@@ -379,13 +379,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     ks, runs = report["ks"], report["runs"]
     out = ["# codeplan report", ""]
     stats = report.get("statistics") or STATISTICS
-    out += ["## Summary", "", f"One row per run, on the hidden tests. Percent: pass@1 with its {stats['interval']}, "
-            "strict accuracy, test-case average (as in Results below). Per problem: programs and tokens generated "
-            "(plans' tokens included), generation CPU seconds (samples.summary.json: the generating process's share "
-            "plus the programs judged on the public tests) and evaluation CPU seconds (results.json's `cost`: the "
-            "judged programs' own CPU); \"unknown\" where a run's files did not record it. Last column: pass@1 minus "
-            f"the reference run's, in points, on the problems both have, with its paired interval and the p-value of "
-            f"the test named.", ""]
+    out += ["## Summary", "", (
+        f"One row per run, on the hidden tests. Percent: pass@1 with its {stats['interval']}, strict accuracy, "
+        "test-case average (as in Results below). Per problem: programs and tokens generated (plans' tokens "
+        "included), generation CPU seconds (samples.summary.json: the generating process's share plus the programs "
+        "judged on the public tests) and evaluation CPU seconds (results.json's `cost`: the judged programs' own "
+        "CPU); \"unknown\" where a run's files did not record it. Last column: pass@1 minus the reference run's, in "
+        "points, on the problems both have, with its paired interval and the p-value of the test named."), ""]
     out += summary_table(report)
     out += ["## Results (hidden tests)", "", "All figures in percent: pass@k (unbiased estimator), strict accuracy "
             "(problems solved on every hidden test, APPS-style) and test-case average (mean share of hidden tests "
