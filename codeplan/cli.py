@@ -241,9 +241,14 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _after_generate(cfg: Any, summary: Any, values: dict[str, Any]) -> None:
     budget = summary.get("budget_per_problem", {})
+
+    def per_problem(key: str) -> str:  # None: a field the file's older problems did not record
+        value = budget.get(key)
+        return "unknown" if value is None else f"{value:g}"
+
     click.echo(f"wrote {summary['programs']} programs for {summary['problems']} problems to {cfg.out} "
-               f"(per problem: {budget.get('model_calls', 0):g} model calls, {budget.get('completion_tokens', 0):g} tokens, "
-               f"{budget.get('programs_judged', 0):g} programs judged)")
+               f"(per problem: {per_problem('model_calls')} model calls, {per_problem('completion_tokens')} tokens, "
+               f"{per_problem('programs_judged')} programs judged, {per_problem('cpu_seconds')} CPU seconds)")
 
 
 def _after_export(cfg: Any, summary: Any, values: dict[str, Any]) -> None:
@@ -317,13 +322,17 @@ _data_command("convert", _convert, "Write problems in the canonical JSONL format
               help="report.md to write (plots and report.json beside it).")
 @click.option("--html", type=click.Path(dir_okay=False), default=None,
               help="Also write this self-contained HTML page to browse the runs problem by problem.")
-def report(results: tuple[str, ...], out: str, html: str | None) -> None:
+@click.option("--summary-into", type=click.Path(dir_okay=False), default=None,
+              help="Also put the Summary table into this markdown file (e.g. a README), replacing the lines "
+                   "between its '<!-- summary:start -->' and '<!-- summary:end -->' lines.")
+def report(results: tuple[str, ...], out: str, html: str | None, summary_into: str | None) -> None:
     """Tables and plots from results.json files (baseline against CodePLAN when both are given)."""
     def run(**_: Any) -> None:
         from codeplan.report import write_report
 
-        write_report(list(results), out, html=html)
-        click.echo(f"wrote {out} (report.json and plots beside it)" + (f" and {html}" if html else ""))
+        write_report(list(results), out, html=html, summary_into=summary_into)
+        click.echo(f"wrote {out} (report.json and plots beside it)" + (f" and {html}" if html else "")
+                   + (f"; the summary table into {summary_into}" if summary_into else ""))
 
     _user_errors(run)()
 

@@ -5,6 +5,14 @@ record per judged sample, flushed as soon as it is known: a re-run is free and a
 resumes where it stopped. Expected outputs derived from reference solutions (HumanEval+/MBPP+), and
 with `calibrate` the reference solutions' times, are cached in the same file, so a resumed run
 judges with the limits the first one measured.
+
+Cost: each verdict record also names the judging session that wrote it (its start time) and the
+wall seconds from that session's start to the verdict. results.json's `cost` is computed from the
+cache, never from the clock of the run that writes it, so a re-run that judges nothing writes the
+same file: `programs_judged` (distinct programs), `cpu_seconds` (their CPU, as the judge measured
+each one), `wall_seconds` (the sum over the sessions its verdicts came from of each session's last
+verdict time: a resumed evaluation adds its sessions, a killed one counts up to its last verdict;
+None when some verdict was cached before codeplan recorded sessions) and `sessions`.
 """
 
 from __future__ import annotations
@@ -12,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,6 +113,17 @@ class Cache:
     verdicts: dict[str, dict] = field(default_factory=dict)
     references: dict[str, tuple[list, float]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    judged_in: dict[str, str] = field(default_factory=dict)  # verdict key -> the session that judged it
+    session_seconds: dict[str, float] = field(default_factory=dict)  # session -> wall seconds to its last verdict
+
+    def add_verdict(self, record: dict[str, Any]) -> None:
+        self.verdicts[record["key"]] = record["result"]
+        if isinstance(record.get("session"), str) and isinstance(record.get("elapsed"), (int, float)):
+            self.judged_in[record["key"]] = record["session"]
+            session = record["session"]
+            self.session_seconds[session] = max(self.session_seconds.get(session, 0.0), float(record["elapsed"]))
+        else:  # judged before sessions were recorded (or re-judged): its time is unknown
+            self.judged_in.pop(record["key"], None)
 
 
 def load_cache(path: Path) -> Cache:
@@ -111,7 +132,7 @@ def load_cache(path: Path) -> Cache:
         return cache
     for _, record in iter_jsonl(path, skip_torn_tail=True):
         if "key" in record and isinstance(record.get("result"), dict):
-            cache.verdicts[record["key"]] = record["result"]
+            cache.add_verdict(record)
         elif "reference" in record:
             cache.references[record["reference"]] = (decode_value(record["values"]), float(record.get("cpu", 0.0)))
         elif "timing" in record:
@@ -138,7 +159,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     if todo:
         _judge_missing(judge, cfg, samples, problems, keys, todo, stored, cache_file)
     results = [ProgramResult(**cached[key]) for key in keys]
-    report = summarize(cfg, samples, problems, results)
+    report = summarize(cfg, samples, problems, results, judge_cost(keys, stored))
     write_json(cfg.out, report)
     return report
 
@@ -152,6 +173,7 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
             judge.references.set_outputs(problem, *references[key])
         elif key in timings:
             judge.references.set_time(problem, timings[key])
+    session, started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), time.perf_counter()
     tasks = [JudgeTask(problem=problems[samples[i][0]], code=samples[i][1], tests=cfg.tests) for i in todo]
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), desc="evaluate", unit="program",
                file=sys.stderr, dynamic_ncols=True, disable=not cfg.progress)
@@ -159,8 +181,10 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
     with judge, JsonlAppender(cache_file) as cache:
         def record(index: int, result: ProgramResult) -> None:
             key = keys[todo[index]]
-            cached[key] = result.to_record()
-            cache.write({"key": key, "problem_id": samples[todo[index]][0], "result": cached[key]})
+            line = {"key": key, "problem_id": samples[todo[index]][0], "result": result.to_record(),
+                    "session": session, "elapsed": round(time.perf_counter() - started, 3)}
+            stored.add_verdict(line)
+            cache.write(line)
             passed[0] += result.passed
             bar.set_postfix(passed=passed[0], refresh=False)
             bar.update(1)
@@ -183,8 +207,19 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
             bar.close()
 
 
+def judge_cost(keys: list[str], stored: Cache) -> dict[str, Any]:
+    """results.json's `cost` from the cache (see the module docstring): the same on every re-run."""
+    distinct = list(dict.fromkeys(keys))
+    sessions = {stored.judged_in[key] for key in distinct if key in stored.judged_in}
+    untimed = any(key not in stored.judged_in for key in distinct)
+    return {"programs_judged": len(distinct),
+            "cpu_seconds": round(sum(float(stored.verdicts[key].get("cpu_seconds", 0.0)) for key in distinct), 3),
+            "wall_seconds": None if untimed else round(sum(stored.session_seconds[s] for s in sessions), 3),
+            "sessions": len(sessions)}
+
+
 def summarize(cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dict[str, Problem],
-              results: list[ProgramResult]) -> dict[str, Any]:
+              results: list[ProgramResult], cost: dict[str, Any] | None = None) -> dict[str, Any]:
     per_problem: dict[str, list[ProgramResult]] = {}
     for (problem_id, _), result in zip(samples, results):
         per_problem.setdefault(problem_id, []).append(result)
@@ -207,6 +242,7 @@ def summarize(cfg: EvaluateConfig, samples: list[tuple[str, str]], problems: dic
                                **({"failure": r.failure} if r.failure else {})} for r in rs]}
             for pid, rs in per_problem.items()
         },
+        **({"cost": cost} if cost is not None else {}),
         "config": {"samples": cfg.samples, "data": cfg.data.path, "k": cfg.k, "tests": cfg.tests,
                    "timeout": cfg.judge.timeout, "calibrate": cfg.judge.calibrate,
                    "strict": cfg.judge.strict, "sandbox": cfg.judge.sandbox, "memory_mb": cfg.judge.memory_mb,

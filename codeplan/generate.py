@@ -117,7 +117,7 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
         raise InputError(f"problem id '{duplicates[0]}' occurs {Counter(ids)[duplicates[0]]} times", path=cfg.data.path)
     out = Path(cfg.out)
     done = finished_problems(out, cfg.strategy, cfg.num_samples) & set(ids)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started = time.perf_counter()
     todo = [p for p in problems if p.id not in done]
     if todo:
         planner_spec = plan_model_spec(cfg) if cfg.strategy == "plan-sampling" else None
@@ -143,9 +143,8 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
                         samples_out.write(row)
                 bar.update(len(works))
         bar.close()
+    # CPU cost is in each problem's budget (summed by summarize_samples), so it survives resumes.
     summary = summarize_samples(out, strategy=cfg.strategy, config=cfg.model_dump(mode="json"),
                                 seconds=time.perf_counter() - started, ids=ids)
-    # This process's CPU time, every thread of it (the model's too; the judged programs' not).
-    summary["cpu_seconds_this_run"] = round(time.process_time() - cpu_started, 3)
     write_json(sidecar_paths(out)[1], summary)
     return summary

@@ -4,8 +4,11 @@
     samples.plans.jsonl    plan sampling: every candidate plan of a problem with its programs' verdicts
     samples.summary.json   totals and the budget spent
 
-Invariant: a problem's lines are either all on file or none of them (`finished_problems` drops the
+Invariants: a problem's lines are either all on file or none of them (`finished_problems` drops the
 lines of a problem that a killed run left unfinished), so a resumed run never duplicates a sample.
+Each problem's cost travels on its own lines (`budget`), so totals survive any number of resumes; a
+budget field that some problem did not record (a file written before codeplan recorded it) totals
+to None, "unknown", never to a count of what was recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ class Budget:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     programs_judged: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time: the problem's share of its chunk
+    # CPU time: the problem's share of the generating process's CPU over its chunk (every thread: a
+    # local model's too, not a server's or another process's), plus its own judged programs' CPU.
+    cpu_seconds: float = 0.0
 
     def add_completion(self, completion: Any, *, programs: bool = False) -> None:
         self.model_calls += 1
@@ -44,10 +50,12 @@ class Budget:
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
         record["seconds"] = round(self.seconds, 3)
+        record["cpu_seconds"] = round(self.cpu_seconds, 3)
         return record
 
 
 BUDGET_KEYS = tuple(Budget.__dataclass_fields__)
+_SECONDS_KEYS = ("seconds", "cpu_seconds")
 
 
 def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
@@ -104,16 +112,18 @@ def summarize_samples(out: str | Path, *, strategy: str | None = None, config: d
     per_problem: dict[str, dict[str, Any]] = {}
     for row in rows:
         per_problem.setdefault(row["problem_id"], row)
-    totals = {key: 0.0 if key == "seconds" else 0 for key in BUDGET_KEYS}
-    for row in per_problem.values():
-        for key in BUDGET_KEYS:
-            totals[key] += (row.get("budget") or {}).get(key, 0)
-    totals["seconds"] = round(totals["seconds"], 3)
+    totals: dict[str, float | int | None] = {}
+    for key in BUDGET_KEYS:
+        recorded = [(row.get("budget") or {}).get(key) for row in per_problem.values()]
+        # A problem that never recorded a field (an older file) makes its total unknown, not smaller.
+        total = None if any(value is None for value in recorded) else sum(recorded, 0.0 if key in _SECONDS_KEYS else 0)
+        totals[key] = round(total, 3) if total is not None and key in _SECONDS_KEYS else total
     problems = len(per_problem)
     summary: dict[str, Any] = {
         "samples": str(out), "strategy": rows[0].get("strategy") if rows else strategy,
         "problems": problems, "programs": len(rows), "budget": totals,
-        "budget_per_problem": {key: round(value / problems, 3) for key, value in totals.items()} if problems else {},
+        "budget_per_problem": ({key: None if value is None else round(value / problems, 3) for key, value in totals.items()}
+                               if problems else {}),
         "codeplan_version": codeplan.__version__,
     }
     selected = [row["selection"] for row in per_problem.values() if row.get("selection")]

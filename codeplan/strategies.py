@@ -12,6 +12,8 @@
 Budget: `budget` counts the programs generated per problem (plans are reported apart, as
 sequences and tokens): direct N, direct-rerank B, plan-sampling K*M (+ N with rewrite). When it is
 set, the strategy's own numbers must add up to it, so arms compared at one budget really are.
+Each problem's Budget also records its time: its share of its chunk's wall and CPU seconds, plus
+the CPU seconds of its own programs judged on the public tests.
 
 `run_chunk` takes a chunk of problems through every phase, sending each phase's prompts to the
 backend at once. Every prompt has its own seed, a function of (seed, phase, problem, plan), so a
@@ -154,7 +156,7 @@ def run_chunk(works: list[ProblemWork], cfg: SamplingConfig, generator: Any, jud
     `planner` writes the plans when the student has a separate plan model; `phase(text)` is told
     what the chunk is doing (the progress bar shows it)."""
     phase = phase or (lambda text: None)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     # One seed per prompt (see prompt_seed): final programs and plans by problem, the programs of
     # candidate plan j by (problem, j).
     each = [(w.problem.id, None) for w in works]
@@ -231,9 +233,13 @@ def run_chunk(works: list[ProblemWork], cfg: SamplingConfig, generator: Any, jud
             work.budget.add_completion(completion, programs=True)
             work.final = [extract_code(text) for text in completion.texts]
             work.final_finish = list(completion.finish_reasons or [])
+    # The chunk's wall and CPU time (every thread of this process: a local model's too) are shared
+    # evenly by its problems; each problem's judged programs' CPU was added to its own budget.
     share = (time.perf_counter() - started) / max(1, len(works))
+    cpu_share = (time.process_time() - cpu_started) / max(1, len(works))
     for work in works:
         work.budget.seconds += share
+        work.budget.cpu_seconds += cpu_share
         if len(work.final) != cfg.num_samples:
             raise RuntimeError(f"backend returned {len(work.final)} programs for {work.problem.id}, "
                                f"expected {cfg.num_samples}")
@@ -241,7 +247,8 @@ def run_chunk(works: list[ProblemWork], cfg: SamplingConfig, generator: Any, jud
 
 def _judge_programs(works: list[ProblemWork], judge: Any) -> None:
     """Run every program of every plan on its problem's public tests, in one batch for the pool.
-    Every test runs (no early exit): selection counts the tests a program passes."""
+    Every test runs (no early exit): selection counts the tests a program passes. The programs run
+    in the judge's processes, so their CPU seconds are added to their problem's budget here."""
     tasks, slots = [], []
     for work in works:
         work.verdicts = [[] for _ in work.programs]
@@ -253,6 +260,7 @@ def _judge_programs(works: list[ProblemWork], judge: Any) -> None:
     for (work, plan_index), result in zip(slots, results):
         work.verdicts[plan_index].append(result)
         work.budget.programs_judged += 1
+        work.budget.cpu_seconds += float(result.cpu_seconds)
 
 
 def sample_records(work: ProblemWork, cfg: SamplingConfig) -> list[dict[str, Any]]:

@@ -77,13 +77,34 @@ def test_rerun_is_free_and_a_killed_run_resumes(workspace, monkeypatch):
     cache = workspace / "results.json.cache.jsonl"
     # Six samples, two of them identical: five programs judged, five records.
     assert CountingJudge.judged == [5] and len(cache.read_text().splitlines()) == 5
-    assert evaluate(config(workspace)) == first
+    # The judge's cost: five distinct programs, their CPU as measured, one session's wall time.
+    records = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert first["cost"]["programs_judged"] == 5 and first["cost"]["sessions"] == 1
+    assert first["cost"]["cpu_seconds"] == pytest.approx(sum(r["result"]["cpu_seconds"] for r in records), abs=1e-3)
+    assert first["cost"]["wall_seconds"] == max(r["elapsed"] for r in records) > 0
+    assert evaluate(config(workspace)) == first  # cost included: it comes from the cache, not this run's clock
     assert CountingJudge.judged == [5]  # nothing judged again
     # A run killed mid-way: three records and a torn fourth line.
     lines = cache.read_text().splitlines()
     cache.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
-    assert evaluate(config(workspace)) == first
+    resumed = evaluate(config(workspace))
+    assert {k: v for k, v in resumed.items() if k != "cost"} == {k: v for k, v in first.items() if k != "cost"}
     assert CountingJudge.judged == [5, 2]
+    # The killed session counts up to its last verdict on file, the resuming one in full.
+    records = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert resumed["cost"]["sessions"] == 2 and resumed["cost"]["programs_judged"] == 5
+    assert resumed["cost"]["wall_seconds"] == pytest.approx(records[2]["elapsed"] + records[-1]["elapsed"], abs=1e-3)
+
+
+def test_cost_of_verdicts_cached_before_sessions_were_recorded_has_unknown_wall_time(workspace):
+    first = evaluate(config(workspace))
+    cache = workspace / "results.json.cache.jsonl"
+    old = [{k: v for k, v in json.loads(line).items() if k not in ("session", "elapsed")}
+           for line in cache.read_text().splitlines()]
+    cache.write_text("".join(json.dumps(record) + "\n" for record in old))
+    cost = evaluate(config(workspace))["cost"]
+    # The CPU is on every verdict, so it is still known; the wall time is not, and says so.
+    assert cost == {**first["cost"], "wall_seconds": None, "sessions": 0}
 
 
 def test_unknown_problem_id_names_file_line_and_field(workspace):

@@ -41,7 +41,10 @@ def test_direct_sampling_writes_n_programs_per_problem_and_resumes_after_a_kill(
     assert summary["budget"]["model_calls"] == 3 and summary["budget"]["sequences"] == 6
     assert summary["budget"]["completion_tokens"] > 0
     assert json.loads(sidecar_paths(out)[1].read_text())["programs"] == 6
-    assert summary["cpu_seconds_this_run"] > 0  # what a reader needs to compare arms' cost
+    # CPU cost per problem, on the problem's own lines: what a reader needs to compare arms' cost.
+    assert all(r["budget"]["cpu_seconds"] > 0 for r in rows)
+    firsts = [r for r in rows if r["sample_index"] == 0]
+    assert summary["budget"]["cpu_seconds"] == pytest.approx(sum(r["budget"]["cpu_seconds"] for r in firsts), abs=1e-3)
 
     # A run killed while writing problem 2: one of its lines made it, the next one is torn.
     lines = out.read_text().splitlines(keepends=True)
@@ -49,9 +52,13 @@ def test_direct_sampling_writes_n_programs_per_problem_and_resumes_after_a_kill(
     second = [line for line in lines if json.loads(line)["problem_id"] == rows[2]["problem_id"]]
     out.write_text("".join(first_problem) + second[0] + second[1][:25])
     assert finished_problems(out, "direct") == {rows[0]["problem_id"]}
-    generate(_cfg(tiny_causal_lm, out))
+    resumed_summary = generate(_cfg(tiny_causal_lm, out))
     resumed = _rows(out)
     assert len(resumed) == 6 and Counter(r["problem_id"] for r in resumed) == Counter(r["problem_id"] for r in rows)
+    # The cost survives the resume: the kept problem's budget from the first run, the others' anew.
+    assert resumed[0]["budget"] == rows[0]["budget"]
+    assert resumed_summary["budget"]["cpu_seconds"] == pytest.approx(
+        sum(r["budget"]["cpu_seconds"] for r in resumed if r["sample_index"] == 0), abs=1e-3)
     # Seeds depend on the problem, not on the run's history: the resumed run samples the same programs.
     by_key = lambda rs: {(r["problem_id"], r["sample_index"]): r["code"] for r in rs}  # noqa: E731
     assert by_key(resumed) == by_key(rows)

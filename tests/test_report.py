@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from codeplan.cli import app
 from codeplan.errors import InputError
 from codeplan.metrics import SampleScore, aggregate
-from codeplan.report import write_report
+from codeplan.report import marked_summary, write_report
 from codeplan.report.tables import relative_change
 
 
@@ -171,3 +171,73 @@ def test_bad_problem_record_is_a_clear_error(tmp_path: Path):
     results.write_text(json.dumps(data))
     with pytest.raises(InputError, match=r"\[p0\] field 'problems\.p0\.n'.*c=3"):
         write_report([str(results)], str(tmp_path / "r.md"))
+
+
+def _with_generation(results: Path, budget: dict | None, cost: dict | None) -> None:
+    """samples.jsonl beside results.json, one line a problem carrying `budget` (as generate writes
+    it), and the judge's `cost` in results.json; None leaves either out (an older run's files)."""
+    data = json.loads(results.read_text())
+    if cost is not None:
+        data["cost"] = cost
+        results.write_text(json.dumps(data))
+    rows = [{"problem_id": pid, "sample_index": 0, "code": "print(1)\n", "strategy": "direct", "problem_samples": 1,
+             **({"budget": budget} if budget is not None else {})} for pid in data["problems"]]
+    (results.parent / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_summary_has_a_row_per_run_with_cost_and_the_paired_difference_against_the_reference(tmp_path: Path):
+    """The 24-problem arms above (CodePLAN +30 points on the 20 shared problems, McNemar p = 0.109375),
+    with known costs; a third run made before codeplan recorded CPU seconds shows them as unknown."""
+    shared = {f"p{i:02}": (i < 8 or 10 <= i < 13, 8 <= i < 13) for i in range(20)}
+    baseline = _judged(tmp_path / "baseline", {pid: [b] for pid, (_, b) in shared.items()} | {"p20": [True], "p21": [False]}, 24)
+    codeplan = _judged(tmp_path / "codeplan", {pid: [a] for pid, (a, _) in shared.items()} | {"p22": [True]}, 24)
+    old = _judged(tmp_path / "old", {pid: [b] for pid, (_, b) in shared.items()}, 20)
+    budget = {"model_calls": 1, "sequences": 1, "programs": 1, "prompt_tokens": 50, "completion_tokens": 80,
+              "programs_judged": 0, "seconds": 4.0}
+    _with_generation(baseline, {**budget, "cpu_seconds": 1.5}, {"programs_judged": 22, "cpu_seconds": 11.0})
+    _with_generation(codeplan, {**budget, "programs": 8, "completion_tokens": 1200, "cpu_seconds": 9.25},
+                     {"programs_judged": 21, "cpu_seconds": 42.0, "wall_seconds": 30.0, "sessions": 1})
+    _with_generation(old, budget, None)
+    out = tmp_path / "report.md"
+    # The baseline given second: it is still the reference (its label says so), and the row order is the given one.
+    report = write_report([str(codeplan), str(baseline), str(old)], str(out), labels=["codeplan", "baseline", "old"])
+    text = out.read_text()
+    rows = {row["run"]: row for row in report["summary"]}
+    assert [row["run"] for row in report["summary"]] == ["codeplan", "baseline", "old"]
+    assert rows["baseline"]["reference"] and rows["baseline"]["pass@1_difference"] is None
+    plan = rows["codeplan"]
+    assert plan["pass@1"] == pytest.approx(12 / 21) and plan["pass@1_interval"] == report["runs"][0]["intervals"]["pass@1"]
+    assert (plan["programs_per_problem"], plan["tokens_per_problem"]) == (8, 1200)
+    assert plan["generation_cpu_seconds_per_problem"] == 9.25
+    assert plan["evaluation_cpu_seconds_per_problem"] == pytest.approx(42.0 / 21)
+    assert plan["pass@1_difference"]["difference"] == pytest.approx(0.30)
+    assert (plan["pass@1_difference"]["p_value"], plan["pass@1_difference"]["method"]) == (0.109375, "exact McNemar")
+    assert rows["old"]["generation_cpu_seconds_per_problem"] is None and rows["old"]["evaluation_cpu_seconds_per_problem"] is None
+    assert json.loads((tmp_path / "report.json").read_text())["summary"] == report["summary"]
+    # The markdown: the Summary first, one table, the reference named in the header and on its row.
+    assert text.index("## Summary") < text.index("## Results (hidden tests)")
+    assert ("| run | pass@1 [95% interval] | strict acc. | test-case avg. | programs / tokens generated per problem | "
+            "generation CPU s per problem | evaluation CPU s per problem | pass@1 minus baseline [95% interval], p |") in text
+    assert re.search(r"\| codeplan \| 57\.14 \[\d+\.\d\d, \d+\.\d\d\] \| 57\.14 \| 57\.14 \| 8 / 1200 \| 9\.25 \| 2\.00 "
+                     r"\| \+30\.00 \[\+\d+\.\d\d, \+\d+\.\d\d\], p 0\.109 \(exact McNemar\) \|", text)
+    assert re.search(r"\| baseline \| 27\.27 \[[^]]+\] \| 27\.27 \| 27\.27 \| 1 / 80 \| 1\.50 \| 0\.50 \| reference \|", text)
+    assert re.search(r"\| old \| 25\.00 \[[^]]+\] \| 25\.00 \| 25\.00 \| 1 / 80 \| unknown \| unknown \| \+0\.00 ", text)
+    # The budget table gained the CPU column, unknown where it was not recorded.
+    assert "| codeplan | direct | 1 | 1 | 1200 | 0 | 4 | 9.25 |" in text and "| old | direct | 1 | 1 | 80 | 0 | 4 | unknown |" in text
+
+
+def test_summary_into_replaces_only_the_marked_block_and_refuses_a_file_without_it(tmp_path: Path):
+    results = _results(tmp_path / "run", 0.5, 0.75, 0.5, 0.5, 0.5)
+    readme = tmp_path / "README.md"
+    readme.write_text("# An experiment\n\nBefore.\n\n<!-- summary:start -->\n| stale | table |\n<!-- summary:end -->\n\nAfter.\n")
+    outcome = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "r.md"), "--summary-into", str(readme)])
+    assert outcome.exit_code == 0, outcome.output
+    text = readme.read_text()
+    table = [line for line in (tmp_path / "r.md").read_text().split("## Summary")[1].split("## Results")[0].splitlines()
+             if line.startswith("|")]
+    assert text == ("# An experiment\n\nBefore.\n\n<!-- summary:start -->\n" + "\n".join(table)
+                    + "\n<!-- summary:end -->\n\nAfter.\n")
+    assert marked_summary(readme) == table and "/run | 50.00 [" in table[2] and table[2].endswith("| reference |")
+    readme.write_text("# No markers\n")
+    outcome = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "r.md"), "--summary-into", str(readme)])
+    assert outcome.exit_code == 2 and "README.md" in outcome.output and "<!-- summary:start -->" in outcome.output

@@ -69,9 +69,10 @@ def _holder(path: Path) -> subprocess.Popen:
 
 
 def _without_seconds(value: Any) -> Any:
-    """Records minus wall-clock times (`seconds`), the one thing a resumed run may write differently."""
+    """Records minus wall-clock and CPU times (`seconds`, `cpu_seconds`), the one thing a resumed run
+    may write differently."""
     if isinstance(value, dict):
-        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds"}
+        return {k: _without_seconds(v) for k, v in value.items() if k not in ("seconds", "cpu_seconds")}
     if isinstance(value, list):
         return [_without_seconds(v) for v in value]
     return value
@@ -267,6 +268,9 @@ def test_evaluate_killed_twice_then_resumed_gives_the_uninterrupted_results(tmp_
     evaluate(cfg(cut))
     expected, got = json.loads(whole.read_text()), json.loads(cut.read_text())
     expected["config"].pop("samples"), got["config"].pop("samples")
+    # The judge's cost differs (the killed sessions' time counts); every verdict and metric does not.
+    sessions = {record["session"] for record in read_jsonl(cache) if "session" in record}
+    assert got.pop("cost")["sessions"] == len(sessions) >= 2 and expected.pop("cost")["sessions"] == 1
     assert got == expected and got["verdicts"] == {"pass": 3, "wrong_answer": 3}
 
 

@@ -7,18 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from codeplan.config import DataConfig
-from codeplan.report.tables import build_report, load_results, render_markdown, write_tables
+from codeplan.report.tables import (build_report, load_results, marked_summary, render_markdown, replace_summary,
+                                    summary_table, write_tables)
 from codeplan.report.html import write_html  # noqa: I001 - after tables, which it reads
 
-__all__ = ["build_report", "load_results", "render_markdown", "write_html", "write_report", "write_tables"]
+__all__ = ["build_report", "load_results", "marked_summary", "render_markdown", "replace_summary", "summary_table",
+           "write_html", "write_report", "write_tables"]
 
 
 def write_report(paths: list[str], out: str | Path, *, labels: list[str] | None = None,
                  meta: dict[str, Any] | None = None, html: str | Path | None = None,
-                 data: DataConfig | None = None) -> dict[str, Any]:
+                 data: DataConfig | None = None, summary_into: str | Path | None = None) -> dict[str, Any]:
     """report.md, report.json and the plots at `out`; with `html`, the page too (statements and
-    public tests from `data`, else from the data path each results.json records)."""
+    public tests from `data`, else from the data path each results.json records); with
+    `summary_into`, the Summary table also replaces the marked block of that markdown file."""
     report = write_tables(paths, str(out), labels=labels, meta=meta)
     if html is not None:
         write_html(paths, html, labels=labels, meta=meta, data=data)
+    if summary_into is not None:
+        replace_summary(summary_into, report)
     return report

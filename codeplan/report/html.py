@@ -263,7 +263,7 @@ def summary_tables(report: dict[str, Any], results: list[dict[str, Any]] | None 
     rows.append([_cell("programs per problem")] + [_cell(report_tables._num(run["samples_per_problem"])) for run in runs])
     budget_keys = [("model_calls", "model calls"), ("sequences", "sequences generated"), ("prompt_tokens", "prompt tokens"),
                    ("completion_tokens", "tokens generated"), ("programs_judged", "programs judged (public tests)"),
-                   ("seconds", "generation seconds")]
+                   ("seconds", "generation seconds"), ("cpu_seconds", "generation CPU seconds")]
     for key, name in budget_keys:
         values = [((run["generation"] or {}).get("budget_per_problem") or {}).get(key) for run in runs]
         if any(v is not None for v in values):

@@ -11,6 +11,14 @@ those with at least one sample), and every comparison row a paired test and an i
 difference computed only on the problems both runs have samples for. Problems without samples
 (`problems_without_samples`, written by `codeplan evaluate`) are counted per run and said to be
 outside the averages, never dropped silently.
+
+The report opens with a Summary: one table, a row per run, of pass@1 with its interval, strict
+accuracy, test-case average, the generation cost per problem (samples.summary.json's budget), the
+judge's CPU (results.json's `cost`) and pass@1's paired difference against the reference.
+report.json holds the same rows as data (`summary`). `replace_summary` copies that table into a
+block of another markdown file (an experiment's README) between SUMMARY_START and SUMMARY_END, so
+the README's table is rebuilt from the results files, never typed. A cost a run's files did not
+record is None in the data and "unknown" in the tables.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from codeplan.selection import PlanScore, solved_by_plan_count
 from codeplan.stats import LEVEL, RESAMPLES, SEED, bootstrap_interval, mcnemar_exact, paired_bootstrap, problem_values
 
 DIFFICULTY_ORDER = ("introductory", "interview", "competition")
+SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -252,6 +261,7 @@ def build_report(paths: list[str], labels: list[str] | None = None,
             "per_difficulty": _per_difficulty(results),
             "verdicts": results.get("verdicts") if isinstance(results.get("verdicts"), dict) else None,
             "generation": _summary_of(samples),
+            "cost": results.get("cost") if isinstance(results.get("cost"), dict) else None,
             "meta": results.get("meta") or {},
         })
     seen: dict[str, int] = {}
@@ -280,8 +290,83 @@ def build_report(paths: list[str], labels: list[str] | None = None,
                             "problems_missing_in_run": len(set(theirs) - set(mine)),
                             "problems_missing_in_reference": len(set(mine) - set(theirs)), "rows": rows})
     return {"runs": runs, "ks": ks, "reference": reference["label"], "comparisons": comparisons, "meta": meta or {},
-            "statistics": STATISTICS,
+            "summary": _summary_rows(runs, reference["label"], comparisons), "statistics": STATISTICS,
             "selections": {run["label"]: _selections(Path(run["samples"])) if run["samples"] else {} for run in runs}}
+
+
+def _summary_rows(runs: list[dict[str, Any]], reference: str, comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Summary table as data: a row per run, from what the runs and comparisons already hold."""
+    pass_at_1 = {c["run"]: next((row for row in c["rows"] if row["metric"] == "pass@1"), None) for c in comparisons}
+    rows = []
+    for run in runs:
+        per_problem = (run["generation"] or {}).get("budget_per_problem") or {}
+        judge_cpu = (run.get("cost") or {}).get("cpu_seconds")
+        difference = pass_at_1.get(run["label"])
+        rows.append({
+            "run": run["label"], "reference": run["label"] == reference,
+            "pass@1": run["pass_at_k"].get("1"), "pass@1_interval": (run.get("intervals") or {}).get("pass@1"),
+            "strict_accuracy": run["strict_accuracy"], "test_case_average": run["test_case_average"],
+            "programs_per_problem": per_problem.get("programs"), "tokens_per_problem": per_problem.get("completion_tokens"),
+            "generation_cpu_seconds_per_problem": per_problem.get("cpu_seconds"),
+            "evaluation_cpu_seconds_per_problem": judge_cpu / run["problems"] if judge_cpu is not None and run["problems"] else None,
+            "pass@1_difference": None if difference is None else {
+                key: difference.get(key) for key in ("difference", "difference_interval", "p_value", "method")},
+        })
+    return rows
+
+
+def _known(value: Any, spec: str) -> str:
+    return "unknown" if value is None else format(value, spec)
+
+
+def summary_table(report: dict[str, Any]) -> list[str]:
+    """The Summary section's table (markdown lines, a blank line last): report.json's `summary` rows."""
+    rows = []
+    for row in report["summary"]:
+        difference = row["pass@1_difference"]
+        if row["reference"]:
+            versus = "reference"
+        elif difference is None or difference.get("difference") is None:
+            versus = "n/a"
+        else:
+            versus = (_fmt_difference(difference["difference"], difference["difference_interval"]) + ", p "
+                      + _fmt_p(difference["p_value"], difference["method"]))
+        programs, tokens = row["programs_per_problem"], row["tokens_per_problem"]
+        rows.append([row["run"], _fmt(row["pass@1"]) + _bracket(row["pass@1_interval"]), _fmt(row["strict_accuracy"]),
+                     _fmt(row["test_case_average"]),
+                     f"{_known(programs, 'g')} / {_known(tokens, '.0f')}",
+                     _known(row["generation_cpu_seconds_per_problem"], ".2f"),
+                     _known(row["evaluation_cpu_seconds_per_problem"], ".2f"), versus])
+    return _table(["run", "pass@1 [95% interval]", "strict acc.", "test-case avg.", "programs / tokens generated per problem",
+                   "generation CPU s per problem", "evaluation CPU s per problem",
+                   f"pass@1 minus {report['reference']} [95% interval], p"], rows)
+
+
+def replace_summary(path: str | Path, report: dict[str, Any]) -> None:
+    """Put the Summary table between the SUMMARY_START and SUMMARY_END lines of the markdown file
+    at `path` (e.g. an experiment's README), leaving the rest of it as it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file to put the summary table into not found", path=path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    marks = {mark: [i for i, line in enumerate(lines) if line.strip() == mark] for mark in (SUMMARY_START, SUMMARY_END)}
+    for mark, found in marks.items():
+        if len(found) != 1:
+            raise InputError(f"expected the line {mark} once, found it {len(found)} times", path=path)
+    start, end = marks[SUMMARY_START][0], marks[SUMMARY_END][0]
+    if end < start:
+        raise InputError(f"{SUMMARY_END} comes before {SUMMARY_START}", path=path, line=end + 1)
+    table = [line + "\n" for line in summary_table(report)[:-1]]  # without the blank line after it
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(lines[:start + 1] + table + lines[end:]), encoding="utf-8")
+    tmp.replace(path)
+
+
+def marked_summary(path: str | Path) -> list[str]:
+    """The lines between SUMMARY_START and SUMMARY_END in a markdown file (what replace_summary put there)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    start, end = lines.index(SUMMARY_START), lines.index(SUMMARY_END)
+    return lines[start + 1:end]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -293,6 +378,15 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     ks, runs = report["ks"], report["runs"]
     out = ["# codeplan report", ""]
+    stats = report.get("statistics") or STATISTICS
+    out += ["## Summary", "", (
+        f"One row per run, on the hidden tests. Percent: pass@1 with its {stats['interval']}, strict accuracy, "
+        "test-case average (as in Results below). Per problem: programs and tokens generated (plans' tokens "
+        "included), generation CPU seconds (samples.summary.json: the generating process's share plus the programs "
+        "judged on the public tests) and evaluation CPU seconds (results.json's `cost`: the judged programs' own "
+        "CPU); \"unknown\" where a run's files did not record it. Last column: pass@1 minus the reference run's, in "
+        "points, on the problems both have, with its paired interval and the p-value of the test named."), ""]
+    out += summary_table(report)
     out += ["## Results (hidden tests)", "", "All figures in percent: pass@k (unbiased estimator), strict accuracy "
             "(problems solved on every hidden test, APPS-style) and test-case average (mean share of hidden tests "
             "passed), as computed by `codeplan evaluate`.", ""]
@@ -302,7 +396,6 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                     _num(run["samples_per_problem"]),
                     *[_fmt(run["pass_at_k"].get(str(k))) + (_bracket(run.get("intervals", {}).get("pass@1")) if k == 1 else "")
                       for k in ks], _fmt(run["strict_accuracy"]), _fmt(run["test_case_average"])] for run in runs])
-    stats = report.get("statistics") or STATISTICS
     out += [f"Averages are over the problems with at least one sample (the `problems` column); problems without "
             f"samples (`no samples`, from results.json's `problems_without_samples`) are outside the averages, not "
             f"counted as unsolved. In brackets after pass@1: its {stats['interval']} ({stats['resamples']:,} "
@@ -356,13 +449,14 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         if gen and gen.get("problems"):
             per = gen.get("budget_per_problem", {})
             budget_rows.append([run["label"], str(gen.get("strategy")), _num(per.get("model_calls")), _num(per.get("sequences")),
-                                _num(per.get("completion_tokens")), _num(per.get("programs_judged")), _num(per.get("seconds"))])
+                                _num(per.get("completion_tokens")), _num(per.get("programs_judged")), _num(per.get("seconds")),
+                                _known(per.get("cpu_seconds"), ".2f")])
     if budget_rows:
         out += ["## Generation budget (per problem)", "",
                 "Plan sampling spends K plans + K x M judged programs + N final programs; compare strategies at "
                 "equal cost with these numbers.", ""]
         out += _table(["run", "strategy", "model calls", "sequences", "tokens generated", "programs judged (example tests)",
-                       "seconds"], budget_rows)
+                       "seconds", "CPU seconds"], budget_rows)
     if "plans" in plots:
         out += ["## Plan sampling", "", "Problems whose chosen plan (by the run's rule, among the first k sampled) had a "
                 "program passing every public example test, as k grows (the paper's Figure 5, on example tests):", "",
@@ -468,6 +562,7 @@ def run_details(run: dict[str, Any]) -> str:
     details = {"results": run["results"], "samples": run["samples"], "model": config.get("model"),
                "data": (config.get("data") or {}).get("path"), "seed": config.get("seed"),
                "generation seconds": (gen.get("budget") or {}).get("seconds"),
+               "evaluation seconds": (run.get("cost") or {}).get("wall_seconds"),
                **{k: v for k, v in run["meta"].items() if isinstance(v, (str, int, float))}}
     return ", ".join(f"{k}={v}" for k, v in details.items() if v is not None)
 
