@@ -219,3 +219,17 @@ def test_serve_streams_from_the_llamacpp_backend(tiny) -> None:
     for i, text in enumerate(direct.texts):
         pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i]
         assert "".join(pieces) == text and len([p for p in pieces if p]) > 1  # streamed, not sent at the end
+
+
+def test_a_script_that_never_closes_the_generator_exits_cleanly(llama_cpp, tiny_gguf: Path) -> None:
+    # The generator is freed at interpreter exit, after module globals are torn down (with llama_cpp
+    # imported by the script itself, its teardown comes first): no traceback at the end of a script.
+    import subprocess
+
+    script = ("import llama_cpp\nfrom codeplan.llm import GenerationParams, load_generator\n"
+              f"g = load_generator('llamacpp:{tiny_gguf}', batch_size=2, n_threads=1)\n"
+              "print(len(g.generate(['def f():'], GenerationParams(max_tokens=2))[0].texts))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -166,8 +166,10 @@ class LlamaCppGenerator(HFGenerator):
             llama.llama_model_free(self._model)
             self._model = None
 
-    def __del__(self) -> None:
-        if not sys.is_finalizing():  # at exit llama_cpp's functions may already be gone; the OS frees all
+    def __del__(self, _finalizing: Any = sys.is_finalizing) -> None:
+        # At exit llama_cpp's functions (and this module's globals, `sys` among them) may already be
+        # gone, hence the bound default; the OS frees everything then.
+        if not _finalizing():
             self.close()
 
     # ---- the engine under HFGenerator's decode loop ---------------------------------------------
