@@ -10,6 +10,11 @@ its ratio to codeplan's HF backend measured in the same run. Engines:
   plain           plain `model.generate(num_return_sequences=n)`
   llamacpp-DTYPE  codeplan's llama.cpp backend on the same weights exported by `codeplan export`
                   to a GGUF of DTYPE (f16, bf16, f32, q8_0; written once under the cache)
+  raw-DTYPE       the engine's ceiling: the same GGUF, context and batches as llamacpp-DTYPE, but a
+                  bare decode loop that takes each row's arg-max straight from llama.cpp's logits
+                  buffer (greedy: no sampling, log-probabilities or stop strings), so nearly all its
+                  time is llama_decode. llama.cpp's own sampler chain is no faster a ceiling: it
+                  builds and sorts a vocabulary-sized candidate list per sequence per step
 
     .venv/bin/python bench/generate.py                       # SmolLM2-135M, hf against plain
     .venv/bin/python bench/generate.py --model ~/.cache/offline-models/qwen2.5-coder-0.5b-instruct.gguf \
@@ -63,6 +68,64 @@ def run_plain(model: Any, tokenizer: Any, prompts: list[str], n: int, max_tokens
         for row in new.tolist():
             tokens += next((j + 1 for j, t in enumerate(row) if t == eos), len(row))
     return tokens, time.perf_counter() - start
+
+
+def run_raw(gen: Any, prompts: list[str], n: int, max_tokens: int, seed: int) -> tuple[int, float, list[Any]]:
+    """The bare llama.cpp loop on `gen`'s model and context: each prompt evaluated once for its n
+    sequences, then one llama_decode per step for every live sequence, greedy. Counts generated
+    tokens as the backend does (an end token counts). `seed` is unused (greedy)."""
+    import numpy as np
+
+    llama = gen._llama
+    vocab = llama.llama_model_get_vocab(gen._model)
+    per_batch = max(1, gen.batch_size // n)
+    tokens = 0
+    start = time.perf_counter()
+    for first in range(0, len(prompts), per_batch):
+        batch_prompts = gen.encode(prompts[first:first + per_batch])
+        seqs = len(batch_prompts) * n
+        ctx = gen._ready(sum(map(len, batch_prompts)) + seqs * (max_tokens + 1), seqs)
+        batch = gen._batch
+        # Prefill: every prompt token tagged with its prompt's n sequence ids, in chunks of one
+        # decode; each prompt's first token is the arg-max of its last token's logits.
+        entries = [(t, pos, range(i * n, (i + 1) * n), pos == len(p) - 1)
+                   for i, p in enumerate(batch_prompts) for pos, t in enumerate(p)]
+        first_token: list[int] = []
+        for chunk_start in range(0, len(entries), gen._batch_tokens):
+            chunk = entries[chunk_start:chunk_start + gen._batch_tokens]
+            _fill(llama, batch, chunk)
+            if llama.llama_decode(ctx, batch) != 0:
+                raise RuntimeError("llama_decode failed")
+            first_token += [int(np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, k), shape=(gen.n_vocab,)).argmax())
+                            for k, e in enumerate(chunk) if e[3]]
+        picked = [first_token[s // n] for s in range(seqs)]
+        live = [(s, len(batch_prompts[s // n]), s) for s in range(seqs)]  # (sequence, next position, row in picked)
+        for _ in range(max_tokens):
+            step = []
+            for s, pos, row in live:
+                token = picked[row]
+                tokens += 1
+                if not llama.llama_vocab_is_eog(vocab, token):
+                    step.append((token, pos, (s,), True))
+                else:  # as the backend does: a finished sequence's cells go at once
+                    llama.llama_memory_seq_rm(llama.llama_get_memory(ctx), s, -1, -1)
+            if not step:
+                break
+            _fill(llama, batch, step)
+            if llama.llama_decode(ctx, batch) != 0:
+                raise RuntimeError("llama_decode failed")
+            # Outputs are stored in batch order: row k belongs to step[k].
+            picked = np.ctypeslib.as_array(llama.llama_get_logits(ctx), shape=(len(step), gen.n_vocab)).argmax(axis=1).tolist()
+            live = [(e[2][0], e[1] + 1, k) for k, e in enumerate(step)]
+    return tokens, time.perf_counter() - start, []
+
+
+def _fill(llama: Any, batch: Any, entries: list[tuple[int, int, Any, bool]]) -> None:
+    for k, (token, pos, seqs, output) in enumerate(entries):
+        batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.logits[k] = token, pos, len(seqs), output
+        for j, seq in enumerate(seqs):
+            batch.seq_id[k][j] = seq
+    batch.n_tokens = len(entries)
 
 
 def gguf_for(model: str, dtype: str) -> str:
@@ -124,21 +187,23 @@ def main() -> None:
                               "K": args.plans, "M": args.codes, "plan_tokens": args.plan_tokens,
                               "code_tokens": args.code_tokens, "batch_size": args.batch_size, "engines": {}}
     for engine in engines:
+        generator: Any = hf
         if engine == "plain":
             def run(prompts: list[str], n: int, max_tokens: int) -> tuple[int, float, list[Any]]:
                 return (*run_plain(model, tokenizer, prompts, n, max_tokens, args.batch_size, args.seed), [])
         else:
-            generator: Any = hf
-            if engine.startswith("llamacpp-"):
+            if engine.startswith(("llamacpp-", "raw-")):
                 from codeplan.llm.llamacpp import LlamaCppGenerator
 
-                generator = LlamaCppGenerator(gguf_for(args.model, engine.removeprefix("llamacpp-")),
+                generator = LlamaCppGenerator(gguf_for(args.model, engine.partition("-")[2]),
                                               batch_size=args.batch_size, n_threads=threads)
             elif engine != "hf":
                 parser.error(f"unknown engine {engine}")
+            measure = run_raw if engine.startswith("raw-") else run_codeplan
 
-            def run(prompts: list[str], n: int, max_tokens: int, generator: Any = generator) -> tuple[int, float, list[Any]]:
-                return run_codeplan(generator, prompts, n, max_tokens, args.seed)
+            def run(prompts: list[str], n: int, max_tokens: int, generator: Any = generator,
+                    measure: Any = measure) -> tuple[int, float, list[Any]]:
+                return measure(generator, prompts, n, max_tokens, args.seed)
         run([plan_prompts[0]], 1, 4)  # warm-up (first-call allocation, kernel selection), not timed
         load_before = os.getloadavg()[0]
         plan_tokens, plan_s, plans = run(plan_prompts, args.plans, args.plan_tokens)
@@ -150,7 +215,7 @@ def main() -> None:
                                      "tokens_per_s": round((plan_tokens + code_tokens) / seconds, 1),
                                      # 1-minute load average before and after: other processes' share of the CPU.
                                      "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
-        if engine.startswith("llamacpp-"):
+        if generator is not hf:
             generator.close()  # one engine's memory at a time
     base = result["engines"]["hf"]["tokens_per_s"]
     for r in result["engines"].values():
