@@ -9,7 +9,8 @@ Tokenizer metadata: where the student was fine-tuned from a GGUF (train_summary.
 train_config.yaml names it as `student`, or `tokenizer_gguf` is given), every `tokenizer.*` key of
 that file is copied unchanged, so llama.cpp tokenises exactly as it did for the base model.
 Otherwise it is built from the folder's byte-level BPE tokenizer (vocabulary, merges, token types,
-special ids, chat template).
+special ids, chat template). The training's prompt format (train_summary.json's `prompt_format`)
+goes under `codeplan.prompt_format`, so generate and serve ask the GGUF as the folder was trained.
 
 Invariants: llama-family q/k projections are permuted into llama.cpp's rotary layout (Qwen2's are
 not: llama.cpp runs it with NEOX rotary); the file is written to a temporary name and renamed, so
@@ -32,6 +33,7 @@ from pydantic import Field
 
 from codeplan.config import StageConfig
 from codeplan.errors import InputError
+from codeplan.modeling import PROMPT_FORMAT_KEY, recorded_prompt_format
 
 # HF architecture name -> llama.cpp architecture, and whether q/k need llama's rotary permutation.
 ARCHITECTURES: dict[str, tuple[gguf.MODEL_ARCH, bool]] = {
@@ -79,6 +81,9 @@ def export_gguf(cfg: ExportConfig) -> dict[str, Any]:
     try:
         _add_hyperparameters(writer, config, folder, FILE_TYPES[cfg.dtype])
         tokenizer_source = _add_tokenizer(writer, folder, config, cfg.tokenizer_gguf)
+        prompt_format = recorded_prompt_format(str(folder))
+        if prompt_format is not None:  # generate and serve read it back: asked as trained
+            writer.add_string(PROMPT_FORMAT_KEY, json.dumps(prompt_format, sort_keys=True))
         plan = list(_tensor_plan(weights, arch, config, qtype, permute_qk))
         for name, shape, tensor_type, _ in plan:
             writer.add_tensor_info(name, shape, np.dtype(np.float32), _nbytes(shape, tensor_type), raw_dtype=tensor_type)

@@ -8,7 +8,6 @@ problem a killed run left unfinished, so no sample is ever duplicated.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from codeplan.errors import InputError
 from codeplan.jsonl import JsonlAppender, write_json
 from codeplan.judge import Judge, JudgeConfig
 from codeplan.llm import TextGenerator, is_server_spec, load_generator
+from codeplan.modeling import recorded_prompt_format
 from codeplan.output_lock import locks_output
 from codeplan.problems import Problem
 from codeplan.samples import finished_problems, sidecar_paths, summarize_samples
@@ -48,7 +48,7 @@ class GenerateConfig(SamplingConfig):
     out: str = Field(description="samples.jsonl to write (re-runs resume).")
     batch_problems: int = Field(1, ge=1, description="Problems whose prompts go to the backend together.")
     chat_template: bool | None = Field(None, description=(
-        "Wrap prompts in the model's chat template (default: what train_summary.json recorded)."))
+        "Wrap prompts in the model's chat template (default: what training recorded, in train_summary.json or an exported GGUF)."))
     progress: bool = Field(True, description="Show the progress bar.")
     backend: BackendConfig = Field(default_factory=BackendConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig, json_schema_extra={"flag_prefix": "judge-"})
@@ -76,16 +76,11 @@ def _model_folder(model: str) -> tuple[str, Path]:
 
 
 def uses_chat_template(cfg: GenerateConfig) -> bool:
-    """cfg.chat_template, else what `codeplan train` recorded for a local model folder."""
+    """cfg.chat_template, else what `codeplan train` recorded for the model (its folder's
+    train_summary.json, or the GGUF `codeplan export` made of it)."""
     if cfg.chat_template is not None:
         return cfg.chat_template
-    summary = _model_folder(cfg.model)[1] / "train_summary.json"
-    if not summary.is_file():
-        return False
-    try:
-        recorded = json.loads(summary.read_text(encoding="utf-8")).get("prompt_format", {})
-    except (OSError, json.JSONDecodeError):
-        return False
+    recorded = recorded_prompt_format(cfg.model) or {}
     return bool(recorded.get("chat_template", False))
 
 

@@ -27,6 +27,35 @@ def resolve_model_source(spec: str) -> tuple[str, dict[str, Any]]:
     return spec, {}  # a hub id: loaded through huggingface_hub where it is reachable
 
 
+# The GGUF metadata key under which `codeplan export` keeps train_summary.json's `prompt_format`
+# (JSON text), so a student exported to GGUF is still asked the way it was trained.
+PROMPT_FORMAT_KEY = "codeplan.prompt_format"
+
+
+def recorded_prompt_format(spec: str) -> dict[str, Any] | None:
+    """How `codeplan train` asked the model behind `spec` (train_summary.json's `prompt_format`):
+    read from a trained folder, or from a GGUF that `codeplan export` wrote; None when unrecorded."""
+    import json
+
+    scheme, _, rest = spec.partition(":")
+    path = Path(rest if scheme in ("hf", "vllm", "llamacpp") and rest else spec).expanduser()
+    try:
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                return None
+            import gguf  # only here: reading a GGUF's metadata
+
+            field = gguf.GGUFReader(str(path)).get_field(PROMPT_FORMAT_KEY)
+            return json.loads(field.contents()) if field is not None else None
+        summary = path / "train_summary.json"
+        if not summary.is_file():
+            return None
+        recorded = json.loads(summary.read_text(encoding="utf-8")).get("prompt_format")
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("CODEPLAN_CACHE", Path.home() / ".cache" / "codeplan"))
 

@@ -35,6 +35,7 @@ from codeplan.config import BackendConfig, StageConfig
 from codeplan.errors import InputError
 from codeplan.judge import Judge, JudgeConfig
 from codeplan.llm import Completion, GenerationParams, TextDelta, is_server_spec, load_generator
+from codeplan.modeling import recorded_prompt_format
 from codeplan.problems import Problem, TestCase
 from codeplan.selection import SelectionRule
 from codeplan.strategies import SamplingConfig, Strategy, solve_problem
@@ -279,8 +280,9 @@ def _groups(jobs: list[_Job], *, by_seed: bool) -> list[list[_Job]]:
 
 # ---- the app ------------------------------------------------------------------------------------
 
-def create_app(generator: Any, model_name: str, *, default_max_tokens: int = 512) -> Any:
-    """An OpenAI-compatible FastAPI app serving `generator` (any TextGenerator) as `model_name`."""
+def create_app(generator: Any, model_name: str, *, default_max_tokens: int = 512, chat_template: bool = False) -> Any:
+    """An OpenAI-compatible FastAPI app serving `generator` (any TextGenerator) as `model_name`.
+    `chat_template`: the solve route sends its prompts as chat turns (a student trained that way)."""
     state = ServerState(generator, model_name, default_max_tokens=default_max_tokens)
 
     @contextlib.asynccontextmanager
@@ -295,7 +297,7 @@ def create_app(generator: Any, model_name: str, *, default_max_tokens: int = 512
     app.state.codeplan = state
     _add_error_handlers(app)
     _add_openai_routes(app, state)
-    _add_solve_route(app, state)
+    _add_solve_route(app, state, chat_template)
     return app
 
 
@@ -497,14 +499,17 @@ class _QueuedGenerator:
     """Sends a solve request's prompts through the server's batching queue (the model has one
     owner thread), each prompt as its own job so that concurrent requests batch together."""
 
-    def __init__(self, state: Any, loop: Any) -> None:
-        self.state, self.loop, self.name = state, loop, state.model_name
+    def __init__(self, state: Any, loop: Any, chat_template: bool) -> None:
+        self.state, self.loop, self.name, self.chat_template = state, loop, state.model_name, chat_template
 
     def generate(self, prompts: list[str], params: Any) -> list[Any]:
         # Each job carries its prompt's own seed (params.seeds[i], else seed + i): the queue may batch
-        # it with other requests' prompts, and a job's seed is what decides its texts there.
+        # it with other requests' prompts, and a job's seed is what decides its texts there. A student
+        # trained with its chat template gets each prompt as one user turn, as generate sends it.
+        kind = "chat" if self.chat_template else "completion"
         futures = [asyncio.run_coroutine_threadsafe(
-            self.state.submit("completion", prompt, replace(params, seed=seed, seeds=None)), self.loop)
+            self.state.submit(kind, [{"role": "user", "content": prompt}] if self.chat_template else prompt,
+                              replace(params, seed=seed, seeds=None)), self.loop)
             for prompt, seed in zip(prompts, params.prompt_seeds(len(prompts)))]
         return [future.result() for future in futures]
 
@@ -532,7 +537,7 @@ class SolveRequest(BaseModel):
     return_plan: bool = False
 
 
-def _add_solve_route(app: Any, state: Any) -> None:
+def _add_solve_route(app: Any, state: Any, chat_template: bool) -> None:
     """Register POST /v1/codeplan/solve: a problem statement (+ starter code, + public example
     tests) in, the final program out, and the chosen plan with its scores when asked."""
     class _RequestJudge:
@@ -558,7 +563,7 @@ def _add_solve_route(app: Any, state: Any) -> None:
                                  seed=request.seed)
         except ValidationError as err:  # e.g. a budget the strategy's numbers do not add up to
             raise HTTPException(status_code=400, detail=err.errors()[0]["msg"].removeprefix("Value error, ")) from None
-        generator = _QueuedGenerator(state, asyncio.get_running_loop())
+        generator = _QueuedGenerator(state, asyncio.get_running_loop(), chat_template)
         answer = await asyncio.to_thread(solve_problem, problem, cfg, generator, _RequestJudge())
         answer["model"] = state.model_name
         if not request.return_plan:
@@ -575,7 +580,10 @@ def serve(cfg: ServeConfig) -> None:
         raise InputError("serve a local model (folder, hub id, .gguf): an openai:URL model is a server already",
                          path="command line", field="model")
     generator = load_generator(cfg.model, cfg.backend)
-    app = create_app(generator, cfg.served_name or cfg.model, default_max_tokens=cfg.default_max_tokens)
+    # The solve route asks the student as it was trained (train_summary.json, or an exported GGUF's record).
+    chat_template = bool((recorded_prompt_format(cfg.model) or {}).get("chat_template", False))
+    app = create_app(generator, cfg.served_name or cfg.model, default_max_tokens=cfg.default_max_tokens,
+                     chat_template=chat_template)
     print(f"serving {cfg.served_name or cfg.model} at http://{cfg.host}:{cfg.port}/v1", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
 

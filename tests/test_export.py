@@ -117,3 +117,32 @@ def test_export_command_writes_the_file_and_names_bad_input(tiny_causal_lm: Path
     assert result.exit_code == 0 and "wrote" in result.output and out.is_file()
     result = CliRunner().invoke(app, ["export", "--model", str(tiny_causal_lm), "--out", str(out), "--dtype", "q4"])
     assert result.exit_code == 2 and "dtype" in result.output
+
+
+def test_a_student_exported_to_gguf_is_still_asked_as_it_was_trained(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    # A student trained with its chat template must get chat prompts from generate whether it runs
+    # from its folder or from the GGUF made of it (the GGUF has no train_summary.json beside it).
+    import json
+    import shutil
+
+    from codeplan.config import DataConfig
+    from codeplan.generate import GenerateConfig, uses_chat_template
+    from codeplan.modeling import recorded_prompt_format
+
+    folder = tmp_path / "student"
+    shutil.copytree(tiny_causal_lm, folder)
+    trained = {"chat_template": True, "plan_conditioned_code": False}
+    (folder / "train_summary.json").write_text(json.dumps({"prompt_format": trained}))
+    export_gguf(ExportConfig(model=str(folder), out=str(tmp_path / "student.gguf"), dtype="f32"))
+    export_gguf(ExportConfig(model=str(tiny_causal_lm), out=str(tmp_path / "untrained.gguf"), dtype="f32"))
+
+    def asked_with_chat(model: str) -> bool:
+        return uses_chat_template(GenerateConfig(data=DataConfig(path="sample"), model=model, out=str(tmp_path / "s.jsonl")))
+
+    assert recorded_prompt_format(str(tmp_path / "student.gguf")) == trained
+    assert asked_with_chat(f"llamacpp:{tmp_path / 'student.gguf'}") and asked_with_chat(str(folder))
+    assert recorded_prompt_format(str(tmp_path / "untrained.gguf")) is None
+    assert not asked_with_chat(f"llamacpp:{tmp_path / 'untrained.gguf'}")
+    # An explicit setting still wins over the record.
+    assert not uses_chat_template(GenerateConfig(data=DataConfig(path="sample"), model=f"llamacpp:{tmp_path / 'student.gguf'}",
+                                                 out=str(tmp_path / "s.jsonl"), chat_template=False))

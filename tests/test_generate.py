@@ -141,7 +141,7 @@ def test_solve_route_queues_each_prompt_with_its_own_seed():
     thread.start()
     try:
         state = State()
-        queued = _QueuedGenerator(state, loop)
+        queued = _QueuedGenerator(state, loop, chat_template=False)
         assert queued.generate(["a", "b"], GenerationParams(n=2, seed=3)) == ["a:3", "b:4"]
         assert queued.generate(["a", "b"], GenerationParams(n=2, seed=3, seeds=(70, 12))) == ["a:70", "b:12"]
         # A job is one prompt: it carries a plain seed, never the call's list.

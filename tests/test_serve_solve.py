@@ -60,3 +60,39 @@ def test_generate_through_an_openai_compatible_server(tiny_causal_lm: Path, tmp_
     # Plan log-probabilities come back over HTTP too, so likelihood can break ties.
     assert all(s["logprob"] is not None and s["logprob"] < 0 for r in rows for s in r["selection"]["scores"])
     assert summary["budget"]["completion_tokens"] > 0  # usage comes back from the server
+
+
+class _Recorder:
+    """A stand-in model that answers every prompt with the same program and notes how it was asked."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    def _answer(self, count: int, params) -> list:
+        from codeplan.llm import Completion
+
+        return [Completion(texts=["```python\nprint(sum(map(int, input().split())))\n```"] * params.n,
+                           completion_tokens=params.n) for _ in range(count)]
+
+    def generate(self, prompts: list[str], params) -> list:
+        self.kinds += ["completion"] * len(prompts)
+        return self._answer(len(prompts), params)
+
+    def chat(self, conversations: list, params) -> list:
+        assert all(c[0]["role"] == "user" and "sum" in c[0]["content"] for c in conversations)
+        self.kinds += ["chat"] * len(conversations)
+        return self._answer(len(conversations), params)
+
+
+@pytest.mark.parametrize("chat_template", [True, False])
+def test_solve_asks_the_student_the_way_it_was_trained(chat_template: bool) -> None:
+    from codeplan.serve import create_app
+
+    model = _Recorder()
+    body = {"statement": "Read two integers and print their sum.", "strategy": "direct"}
+    with TestClient(create_app(model, "m", chat_template=chat_template)) as client:
+        answer = client.post("/v1/codeplan/solve", json=body).json()
+    assert "print(sum(" in answer["code"]
+    assert model.kinds == ["chat" if chat_template else "completion"]

@@ -55,9 +55,9 @@ arm() {  # arm NAME MODEL_SPEC [generate flags...]: generate + evaluate, B = 8 p
 if step zero-shot; then
   base=$($PYTHON -c "from codeplan.modeling import resolve_model_source as r; print(r('$STUDENT')[0])")
   BASE=llamacpp:$(gguf_of "$base" $X/out/base-q8_0.gguf)
-  arm zero-shot-greedy        "$BASE" --strategy direct --num-samples 1 --code-temperature 0 --chat-template
-  arm zero-shot-direct        "$BASE" --strategy direct --num-samples 8 --budget 8 --chat-template
-  arm zero-shot-plan-sampling "$BASE" --strategy plan-sampling --num-plans 2 --codes-per-plan 3 --num-samples 2 --budget 8 --chat-template
+  arm zero-shot-greedy        "$BASE" --strategy direct --num-samples 1 --code-temperature 0
+  arm zero-shot-direct        "$BASE" --strategy direct --num-samples 8 --budget 8
+  arm zero-shot-plan-sampling "$BASE" --strategy plan-sampling --num-plans 2 --codes-per-plan 3 --num-samples 2 --budget 8
 fi
 
 # 1. distill: the teacher reads each training problem's reference solution (backward reasoning).
