@@ -42,12 +42,15 @@ gguf_of() {  # gguf_of FOLDER OUT.gguf
   echo "$2"
 }
 
+# The data the arms run on: MBPP's test split, or (step transfer) HumanEval+, which has no splits.
+EVAL_DATA=(--data $DATA --split test)
+
 arm() {  # arm NAME MODEL_SPEC [generate flags...]: generate + evaluate, B = 8 programs per problem
   local name=$1 model=$2; shift 2
   case " ${ARMS:-all} " in *" all "*|*" $name "*) ;; *) return 0 ;; esac
-  timed generate $name $CODEPLAN generate --config $X/generate.yaml --data $DATA --split test --model "$model" \
+  timed generate $name $CODEPLAN generate --config $X/generate.yaml "${EVAL_DATA[@]}" --model "$model" \
     --out $X/out/$name/samples.jsonl "$@"
-  timed evaluate $name $CODEPLAN evaluate --data $DATA --split test --samples $X/out/$name/samples.jsonl \
+  timed evaluate $name $CODEPLAN evaluate "${EVAL_DATA[@]}" --samples $X/out/$name/samples.jsonl \
     --out $X/out/$name/results.json --k 1
 }
 
@@ -83,6 +86,19 @@ if step arms; then
   arm codeplan-direct        "$CODEPLAN_STUDENT" --strategy direct --num-samples 8 --budget 8
   arm codeplan-plan-sampling "$CODEPLAN_STUDENT" --strategy plan-sampling --num-plans 2 --codes-per-plan 3 --num-samples 2 --budget 8
   arm codeplan-best-judged   "$CODEPLAN_STUDENT" --strategy plan-sampling --num-plans 2 --codes-per-plan 4 --num-samples 1 --final best-judged --budget 8
+fi
+
+# 4b. transfer: the same students, unchanged, on HumanEval+ (164 problems; 146 have public examples
+# in their docstrings, the others fall back to likelihood for plan selection). Report it apart:
+#   codeplan report experiments/mbpp/out/humanevalplus/*/results.json --out experiments/mbpp/report-humanevalplus.md
+if step transfer; then
+  BASELINE=llamacpp:$(gguf_of $X/out/baseline/model $X/out/baseline/model-q8_0.gguf)
+  CODEPLAN_STUDENT=llamacpp:$(gguf_of $X/out/codeplan/model $X/out/codeplan/model-q8_0.gguf)
+  EVAL_DATA=(--data ../shared/data/humanevalplus/HumanEvalPlus-v0.1.10.jsonl.gz)
+  arm humanevalplus/baseline-direct        "$BASELINE" --strategy direct --num-samples 8 --budget 8
+  arm humanevalplus/baseline-rerank        "$BASELINE" --strategy direct-rerank --budget 8 --num-samples 1
+  arm humanevalplus/codeplan-direct        "$CODEPLAN_STUDENT" --strategy direct --num-samples 8 --budget 8
+  arm humanevalplus/codeplan-plan-sampling "$CODEPLAN_STUDENT" --strategy plan-sampling --num-plans 2 --codes-per-plan 3 --num-samples 2 --budget 8
 fi
 
 # 5. report: every arm that has results, against the baseline with direct sampling; the README's
