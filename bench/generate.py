@@ -76,6 +76,8 @@ def run_raw(gen: Any, prompts: list[str], n: int, max_tokens: int, seed: int) ->
     tokens as the backend does (an end token counts). `seed` is unused (greedy)."""
     import numpy as np
 
+    from codeplan.llm.llamacpp import fill_batch
+
     llama = gen._llama
     vocab = llama.llama_model_get_vocab(gen._model)
     per_batch = max(1, gen.batch_size // n)
@@ -93,7 +95,7 @@ def run_raw(gen: Any, prompts: list[str], n: int, max_tokens: int, seed: int) ->
         first_token: list[int] = []
         for chunk_start in range(0, len(entries), gen._batch_tokens):
             chunk = entries[chunk_start:chunk_start + gen._batch_tokens]
-            _fill(llama, batch, chunk)
+            fill_batch(batch, chunk)
             if llama.llama_decode(ctx, batch) != 0:
                 raise RuntimeError("llama_decode failed")
             first_token += [int(np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, k), shape=(gen.n_vocab,)).argmax())
@@ -111,21 +113,13 @@ def run_raw(gen: Any, prompts: list[str], n: int, max_tokens: int, seed: int) ->
                     llama.llama_memory_seq_rm(llama.llama_get_memory(ctx), s, -1, -1)
             if not step:
                 break
-            _fill(llama, batch, step)
+            fill_batch(batch, step)
             if llama.llama_decode(ctx, batch) != 0:
                 raise RuntimeError("llama_decode failed")
             # Outputs are stored in batch order: row k belongs to step[k].
             picked = np.ctypeslib.as_array(llama.llama_get_logits(ctx), shape=(len(step), gen.n_vocab)).argmax(axis=1).tolist()
             live = [(e[2][0], e[1] + 1, k) for k, e in enumerate(step)]
     return tokens, time.perf_counter() - start, []
-
-
-def _fill(llama: Any, batch: Any, entries: list[tuple[int, int, Any, bool]]) -> None:
-    for k, (token, pos, seqs, output) in enumerate(entries):
-        batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.logits[k] = token, pos, len(seqs), output
-        for j, seq in enumerate(seqs):
-            batch.seq_id[k][j] = seq
-    batch.n_tokens = len(entries)
 
 
 def gguf_for(model: str, dtype: str) -> str:

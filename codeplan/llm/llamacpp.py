@@ -221,6 +221,18 @@ class LlamaCppGenerator(HFGenerator):
             self._context = None
 
 
+def fill_batch(batch: Any, entries: list[tuple[int, int, Any, bool]]) -> None:
+    """Write (token, position, sequence ids, wants logits) entries into a llama_batch."""
+    for k, (token, pos, seqs, output) in enumerate(entries):
+        batch.token[k] = token
+        batch.pos[k] = pos
+        batch.n_seq_id[k] = len(seqs)
+        for j, seq in enumerate(seqs):
+            batch.seq_id[k][j] = seq
+        batch.logits[k] = output
+    batch.n_tokens = len(entries)
+
+
 class _LlamaState:
     """One batch in llama.cpp: the prompts evaluated once (each token tagged with all n sequence
     ids of its prompt), then one token per live sequence per step. Row k of the logits belongs to
@@ -270,14 +282,7 @@ class _LlamaState:
 
     def _decode(self, entries: list[tuple[int, int, Any, bool]]) -> None:
         batch = self.gen._batch
-        for k, (token, pos, seqs, output) in enumerate(entries):
-            batch.token[k] = token
-            batch.pos[k] = pos
-            batch.n_seq_id[k] = len(seqs)
-            for j, seq in enumerate(seqs):
-                batch.seq_id[k][j] = seq
-            batch.logits[k] = output
-        batch.n_tokens = len(entries)
+        fill_batch(batch, entries)
         status = self.llama.llama_decode(self.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status} on a batch of {len(entries)} tokens")
