@@ -49,7 +49,7 @@ from codeplan.jsonl import write_json
 from codeplan.output_lock import hold_output
 from codeplan.report import write_report
 from codeplan.strategies import Strategy
-from codeplan.train import TrainConfig, train
+from codeplan.train import TrainConfig, is_trained, train
 
 Mode = Literal["codeplan", "baseline"]
 
@@ -261,9 +261,9 @@ def plan_stages(cfg: RunConfig) -> list[Stage]:
                             lambda: distill(distill_cfg)))
     for mode in cfg.modes:
         train_cfg = cfg.train_config(mode)
-        summary = cfg.model_dir(mode) / "train_summary.json"
         stages.append(Stage(f"train-{mode}", f"train: {mode}", train_cfg, cfg.model_dir(mode),
-                            lambda c=train_cfg, m=mode: _train(cfg, c, m), complete=summary.is_file))
+                            lambda c=train_cfg, m=mode: _train(cfg, c, m),
+                            complete=lambda d=cfg.model_dir(mode): is_trained(d)))
         if cfg.backend() == "llamacpp":
             export_cfg = cfg.export_config(mode)
             stages.append(Stage(f"export-{mode}", f"export: {mode} model -> GGUF ({cfg.export_dtype})", export_cfg,

@@ -199,6 +199,18 @@ def test_finished_run_is_skipped_and_other_settings_refused(tiny_causal_lm, tmp_
         train(make_cfg(tiny_causal_lm, out, mode="baseline", max_steps=2))
 
 
+def test_summary_without_weights_is_trained_again(tiny_causal_lm, tmp_path):
+    # An experiment commits train_summary.json but not the weights: a fresh clone must retrain, not
+    # skip to an export that finds no model.
+    out = tmp_path / "record"
+    train(make_cfg(tiny_causal_lm, out, mode="baseline", max_steps=1))
+    (out / "model.safetensors").unlink()
+    (out / "train_summary.json").write_text('{"committed": "record"}')
+    train(make_cfg(tiny_causal_lm, out, mode="baseline", max_steps=1))
+    assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 1
+
+
 def _write_bad_data(tmp_path: Path) -> tuple[Path, Path]:
     problems = [
         Problem(id="p1", statement="Print the sum of two integers.", kind="stdin",

@@ -34,7 +34,8 @@ from codeplan.train.setup import Run, set_up, start_accelerator
 def train(cfg: TrainConfig) -> Path:
     """Fine-tune `cfg.student` and save it in Hugging Face format in `cfg.out`; returns `cfg.out`.
 
-    `train_summary.json` is written last, atomically: its presence means the run is complete.
+    `train_summary.json` is written last, atomically: its presence (with the weights beside it) means
+    the run is complete.
     """
     out = Path(cfg.out)
     if finished(cfg, out):

@@ -3,7 +3,8 @@
 OUT holds `train_config.yaml` (written first: a folder never mixes two runs' settings),
 `train_log.jsonl` (progress.py), `checkpoints/step-N/` (full state, for `--resume`), the final
 model in Hugging Face format, and `train_summary.json`, written last and atomically: its presence
-means the run is complete.
+beside the weights means the run is complete. A summary without weights (a record committed without
+its model) is trained again.
 """
 
 from __future__ import annotations
@@ -60,11 +61,26 @@ def finished(cfg: TrainConfig, out: Path) -> bool:
             raise InputError(f"this folder holds a run with other settings ({', '.join(changed)}); "
                              "choose another --out or delete it", path=saved, field=changed[0])
     if (out / SUMMARY).is_file():
-        return True
+        if has_weights(out):
+            return True
+        # A summary without weights is a record kept without its model (an experiment commits the
+        # small files, not the weights): the model is made again, and its summary replaces the record.
+        print(f"{out}: {SUMMARY} is here but the model's weights are not; training again")
+        return False
     if checkpoints(out) and not cfg.resume:
         raise InputError("holds checkpoints of an unfinished run: pass --resume to continue it, or choose an "
                          "empty folder", path=out / CHECKPOINTS)
     return False
+
+
+def has_weights(out: Path) -> bool:
+    """True when OUT holds a saved model's weights (full model or LoRA adapter, any shard layout)."""
+    return any(out.glob("*.safetensors")) or any(out.glob("pytorch_model*.bin")) or any(out.glob("adapter_model.*"))
+
+
+def is_trained(out: Path) -> bool:
+    """True when OUT holds a finished run: its summary and the model's weights."""
+    return (out / SUMMARY).is_file() and has_weights(out)
 
 
 def write_config(cfg: TrainConfig, out: Path) -> None:
