@@ -339,12 +339,15 @@ def report(results: tuple[str, ...], out: str, html: str | None, summary_into: s
 
 @app.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-def run(config: str) -> None:
+@click.option("--arm", "arms", multiple=True, metavar="NAME",
+              help="Run only this run of the file (an arm's name, or MODE/STRATEGY) and the stages it needs; "
+                   "repeatable. The report still shows every run that has results.")
+def run(config: str, arms: tuple[str, ...]) -> None:
     """The whole pipeline from one config; stages whose outputs are complete are skipped."""
     def go(**_: Any) -> None:
         from codeplan.pipeline import run_pipeline
 
-        run_pipeline(config)
+        run_pipeline(config, only=list(arms) or None)
 
     _user_errors(go)()
 

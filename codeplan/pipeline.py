@@ -8,10 +8,17 @@ Layout of a run folder (runs/NAME by default):
     <mode>/model-<dtype>.gguf            export, when generate_backend is llamacpp (or auto finds it)
     <mode>/<strategy>/samples.jsonl      generate (+ samples.plans.jsonl, samples.summary.json)
     <mode>/<strategy>/results.json       evaluate
+    <arm>/samples.jsonl, results.json    the same, per arm, when the file lists `arms` instead of `strategies`
+    base/model-<dtype>.gguf              export of the untrained student, for arms of model `base` (llamacpp)
     report.md, report.json, *.png        report (rebuilt on every run: it is cheap)
     report.html                          the same, and every problem's plans, programs and verdicts, to browse
     run.json                             what ran, with settings, versions and wall times
     .stages/<stage>.json                 completion markers: the stage's settings and wall time
+
+`strategies` runs each strategy on each trained student with the one `generate` section. `arms`
+names each generate + evaluate run instead: its student (`base`, the untrained student, or a
+trained mode), its strategy, and the generate settings it changes (K, M, N, budget, temperature),
+so an experiment's arms at different settings are one file. The report lists the runs in file order.
 
 A stage whose marker exists is skipped; one whose settings changed since is refused with the
 folder to delete, because its output would silently mix two settings otherwise. A stage that was
@@ -46,12 +53,14 @@ from codeplan.evaluate import EvaluateConfig, evaluate
 from codeplan.export import ExportConfig, export_gguf
 from codeplan.generate import GenerateConfig, generate
 from codeplan.jsonl import write_json
+from codeplan.modeling import resolve_model_source
 from codeplan.output_lock import hold_output
 from codeplan.report import write_report
 from codeplan.strategies import Strategy
 from codeplan.train import TrainConfig, is_trained, train
 
 Mode = Literal["codeplan", "baseline"]
+BASE = "base"  # an arm's model: the student as given, untrained
 
 # What the pipeline fills in for each stage (from the run's data, folders and modes).
 FILLED = {"distill": {"data", "out"}, "train": {"data", "plans", "student", "out", "mode"},
@@ -89,6 +98,29 @@ class TrainLauncher(StageConfig):
     args: list[str] = Field(default_factory=list)  # more `accelerate launch` flags, e.g. [--mixed_precision, bf16]
 
 
+class Arm(StageConfig):
+    """One generate + evaluate run of a run file, in <run folder>/<name>/: its student (`base` or a
+    trained mode), its strategy, and the `generate` settings that differ from the run's section."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    model: Literal["base", "baseline", "codeplan"]
+    strategy: Strategy
+    generate: GenerateSection = Field(default_factory=GenerateSection)  # type: ignore[valid-type]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one generate + evaluate pair runs: the report's label, the student, the strategy, its
+    folder, the stage-name suffix, and the generate settings it changes."""
+
+    label: str
+    model: str
+    strategy: str
+    folder: Path
+    stage: str
+    generate: dict[str, Any]
+
+
 class RunConfig(StageConfig):
     """One file for the whole pipeline. Stage sections hold that stage's config fields, minus
     those the pipeline fills in (data, inputs, outputs)."""
@@ -105,6 +137,7 @@ class RunConfig(StageConfig):
     train_launcher: TrainLauncher = Field(default_factory=TrainLauncher)
     strategies: dict[Mode, list[Strategy]] = Field(
         default_factory=lambda: {"baseline": ["direct"], "codeplan": ["plan-sampling"]})
+    arms: list[Arm] | None = None  # instead of `strategies`: named runs, each with its own settings
     generate: GenerateSection = Field(default_factory=GenerateSection)  # type: ignore[valid-type]
     # How the trained students generate: hf, vllm, or llamacpp (an export stage writes each student
     # as a GGUF file first); auto = llamacpp where llama-cpp-python is installed, else hf.
@@ -112,6 +145,9 @@ class RunConfig(StageConfig):
     export_dtype: Literal["f32", "f16", "bf16", "q8_0"] = "f16"  # the students' GGUF files (llamacpp)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)  # type: ignore[valid-type]
     print_report: bool = True
+    # A markdown file (e.g. the experiment's README) whose lines between '<!-- summary:start -->' and
+    # '<!-- summary:end -->' are replaced by the report's Summary table on every run.
+    summary_into: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -130,10 +166,13 @@ class RunConfig(StageConfig):
             raise ValueError("name at least one training mode (codeplan, baseline)")
         if len(set(self.modes)) != len(self.modes):
             raise ValueError("a mode is named twice")
-        for mode in self.modes:
-            if not self.strategies.get(mode):
-                raise ValueError(f"no generation strategy for mode '{mode}'")
-        if "baseline" in self.modes and "plan-sampling" in self.strategies.get("baseline", []):
+        if self.arms is not None:
+            self._check_arms()
+        else:
+            for mode in self.modes:
+                if not self.strategies.get(mode):
+                    raise ValueError(f"no generation strategy for mode '{mode}'")
+        if any(t.model == "baseline" and t.strategy == "plan-sampling" for t in self.runs()):
             raise ValueError("the baseline is trained on code only and cannot sample plans: use direct")
         if self.generate_backend == "llamacpp" and getattr(self.train, "plan_head", False):
             raise ValueError("a plan-head student is not exported to GGUF yet (its plan_model/ would be left out): "
@@ -141,6 +180,21 @@ class RunConfig(StageConfig):
         if self.plans is None and self.distill is None:
             raise ValueError("give either `plans` (an existing plans.jsonl) or a `distill` section")
         return self
+
+    def _check_arms(self) -> None:
+        if "strategies" in self.model_fields_set:
+            raise ValueError("give `strategies` or `arms`, not both")
+        if not self.arms:
+            raise ValueError("`arms` is empty: name at least one")
+        names = [arm.name for arm in self.arms]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"arm '{twice[0]}' is named twice")
+        for arm in self.arms:
+            if arm.name in ("baseline", "codeplan", BASE):
+                raise ValueError(f"arm '{arm.name}': that folder holds a student; choose another name")
+            if arm.model != BASE and arm.model not in self.modes:
+                raise ValueError(f"arm '{arm.name}' uses the {arm.model} student, which `modes` does not train")
 
     # ---- where things go ----
 
@@ -169,20 +223,22 @@ class RunConfig(StageConfig):
         return self.run_dir / mode / f"model-{self.export_dtype}.gguf"
 
     def student_spec(self, mode: str) -> str:
-        """How generate loads the trained student of `mode`."""
+        """How generate loads the student of `mode` (a trained mode, or `base`: the student as given)."""
         backend = self.backend()
         if backend == "llamacpp":
             return f"llamacpp:{self.gguf_path(mode)}"
-        return ("vllm:" if backend == "vllm" else "") + str(self.model_dir(mode))
+        return ("vllm:" if backend == "vllm" else "") + (self.student if mode == BASE else str(self.model_dir(mode)))
 
     def export_config(self, mode: str) -> ExportConfig:
-        return ExportConfig(model=str(self.model_dir(mode)), out=str(self.gguf_path(mode)), dtype=self.export_dtype)
+        """For `base`, `model` names the student as given; the export stage resolves it to a folder."""
+        model = self.student if mode == BASE else str(self.model_dir(mode))
+        return ExportConfig(model=model, out=str(self.gguf_path(mode)), dtype=self.export_dtype)
 
-    def samples_path(self, mode: str, strategy: str) -> Path:
-        return self.run_dir / mode / strategy / "samples.jsonl"
+    def samples_path(self, target: Target) -> Path:
+        return target.folder / "samples.jsonl"
 
-    def results_path(self, mode: str, strategy: str) -> Path:
-        return self.run_dir / mode / strategy / "results.json"
+    def results_path(self, target: Target) -> Path:
+        return target.folder / "results.json"
 
     # ---- the stage configs, built from the sections (validation happens here) ----
 
@@ -195,19 +251,26 @@ class RunConfig(StageConfig):
                   "student": self.student, "out": str(self.model_dir(mode)), "mode": mode}
         return validate_config(TrainConfig, _with_seed(TrainConfig, values, self.seed), source=f"{self.name}: train")
 
-    def generate_config(self, mode: str, strategy: str) -> GenerateConfig:
-        values = {**_given(self.generate), "data": self.data.test.model_dump(), "model": self.student_spec(mode),
-                  "out": str(self.samples_path(mode, strategy)), "strategy": strategy}
-        return validate_config(GenerateConfig, _with_seed(GenerateConfig, values, self.seed), source=f"{self.name}: generate")
+    def generate_config(self, target: Target) -> GenerateConfig:
+        values = {**_given(self.generate), **target.generate, "data": self.data.test.model_dump(),
+                  "model": self.student_spec(target.model), "out": str(self.samples_path(target)),
+                  "strategy": target.strategy}
+        return validate_config(GenerateConfig, _with_seed(GenerateConfig, values, self.seed),
+                               source=f"{self.name}: generate ({target.label})")
 
-    def evaluate_config(self, mode: str, strategy: str) -> EvaluateConfig:
-        values = {**_given(self.evaluate), "data": self.data.test.model_dump(), "samples": str(self.samples_path(mode, strategy)),
-                  "out": str(self.results_path(mode, strategy))}
+    def evaluate_config(self, target: Target) -> EvaluateConfig:
+        values = {**_given(self.evaluate), "data": self.data.test.model_dump(), "samples": str(self.samples_path(target)),
+                  "out": str(self.results_path(target))}
         return validate_config(EvaluateConfig, values, source=f"{self.name}: evaluate")
 
-    def runs(self) -> list[tuple[str, str]]:
-        """(mode, strategy) pairs to generate and evaluate, in report order (baseline first)."""
-        return [(mode, strategy) for mode in self.modes for strategy in self.strategies[mode]]
+    def runs(self) -> list[Target]:
+        """What to generate and evaluate, in report order: the arms as listed, or each mode's
+        strategies (baseline first)."""
+        if self.arms is not None:
+            return [Target(arm.name, arm.model, arm.strategy, self.run_dir / arm.name, arm.name, _given(arm.generate))
+                    for arm in self.arms]
+        return [Target(f"{mode}/{strategy}", mode, strategy, self.run_dir / mode / strategy, f"{mode}-{strategy}", {})
+                for mode in self.modes for strategy in self.strategies[mode]]
 
     def validate_stages(self) -> list["Stage"]:
         """Build every stage's config now, so a bad setting fails before any work is done."""
@@ -253,13 +316,31 @@ class Stage:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def plan_stages(cfg: RunConfig) -> list[Stage]:
+def plan_stages(cfg: RunConfig, only: list[str] | None = None) -> list[Stage]:
+    """The stages in order; with `only` (run labels: arm names, or mode/strategy), just those runs
+    and the stages they need."""
+    targets = cfg.runs()
+    modes = list(cfg.modes)
+    if only is not None:
+        labels = [t.label for t in targets]
+        unknown = [name for name in only if name not in labels]
+        if unknown:
+            raise InputError(f"'{cfg.name}' has no run named '{unknown[0]}'; its runs: {', '.join(labels)}", field="arm")
+        targets = [t for t in targets if t.label in only]
+        modes = [mode for mode in modes if any(t.model == mode for t in targets)]
     stages: list[Stage] = []
-    if cfg.plans is None:
+    if cfg.plans is None and modes:
         distill_cfg = cfg.distill_config()
         stages.append(Stage("distill", "distill: teacher writes plans", distill_cfg, cfg.plans_path(),
                             lambda: distill(distill_cfg)))
-    for mode in cfg.modes:
+    if cfg.backend() == "llamacpp" and any(t.model == BASE for t in targets):
+        # The untrained student is exported the same way as the trained ones, so arms differ by
+        # training only, not by quantisation.
+        export_cfg = cfg.export_config(BASE)
+        stages.append(Stage(f"export-{BASE}", f"export: the untrained student -> GGUF ({cfg.export_dtype})", export_cfg,
+                            cfg.gguf_path(BASE), lambda c=export_cfg: _export_base(c),
+                            complete=cfg.gguf_path(BASE).is_file))
+    for mode in modes:
         train_cfg = cfg.train_config(mode)
         stages.append(Stage(f"train-{mode}", f"train: {mode}", train_cfg, cfg.model_dir(mode),
                             lambda c=train_cfg, m=mode: _train(cfg, c, m),
@@ -269,15 +350,31 @@ def plan_stages(cfg: RunConfig) -> list[Stage]:
             stages.append(Stage(f"export-{mode}", f"export: {mode} model -> GGUF ({cfg.export_dtype})", export_cfg,
                                 cfg.gguf_path(mode), lambda c=export_cfg: export_gguf(c),
                                 complete=cfg.gguf_path(mode).is_file))
-    for mode, strategy in cfg.runs():
-        gen_cfg = cfg.generate_config(mode, strategy)
-        stages.append(Stage(f"generate-{mode}-{strategy}", f"generate: {mode} model, {strategy}", gen_cfg,
-                            cfg.samples_path(mode, strategy), lambda c=gen_cfg: generate(c)))
-    for mode, strategy in cfg.runs():
-        eval_cfg = cfg.evaluate_config(mode, strategy)
-        stages.append(Stage(f"evaluate-{mode}-{strategy}", f"evaluate: {mode} model, {strategy}", eval_cfg,
-                            cfg.results_path(mode, strategy), lambda c=eval_cfg: evaluate(c)))
+    for target in targets:  # each run judged as soon as it is generated: its results come early
+        gen_cfg, eval_cfg = cfg.generate_config(target), cfg.evaluate_config(target)
+        # A stage whose output was deleted after it finished is run again (to redo one arm, delete its folder).
+        summary = cfg.samples_path(target).with_suffix(".summary.json")
+        stages.append(Stage(f"generate-{target.stage}", f"generate: {_title(target)}", gen_cfg,
+                            cfg.samples_path(target), lambda c=gen_cfg: generate(c), complete=summary.is_file))
+        stages.append(Stage(f"evaluate-{target.stage}", f"evaluate: {_title(target)}", eval_cfg,
+                            cfg.results_path(target), lambda c=eval_cfg: evaluate(c),
+                            complete=cfg.results_path(target).is_file))
     return stages
+
+
+def _title(target: Target) -> str:
+    student = "untrained student" if target.model == BASE else f"{target.model} model"
+    return f"{student}, {target.strategy}" + ("" if target.label.startswith(f"{target.model}/") else f" ({target.label})")
+
+
+def _export_base(export_cfg: ExportConfig) -> Any:
+    """Export the student as given: a GGUF or hub spec is first resolved to a Hugging Face folder."""
+    folder, _ = resolve_model_source(export_cfg.model)
+    if not Path(folder).exists():  # a hub id: its files, downloaded (or from the local cache)
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(folder)
+    return export_gguf(export_cfg.model_copy(update={"model": folder}))
 
 
 def _train(cfg: RunConfig, train_cfg: Any, mode: str) -> Any:
@@ -363,11 +460,13 @@ def _versions() -> dict[str, str]:
 # ---- the command --------------------------------------------------------------------------------
 
 
-def run_pipeline(config: str | RunConfig) -> dict[str, Any]:
-    """Run every stage not yet complete, then write and print the report. Returns run.json's content.
+def run_pipeline(config: str | RunConfig, only: list[str] | None = None) -> dict[str, Any]:
+    """Run every stage not yet complete (with `only`: those of the runs named), then write and print
+    the report of every run that has results. Returns run.json's content.
     The run folder is locked for the whole run: a second `codeplan run` on it stops at once."""
     cfg = load_run_config(config) if not isinstance(config, RunConfig) else config
-    stages = cfg.validate_stages()
+    cfg.validate_stages()  # every section is checked, even those of runs not selected
+    stages = plan_stages(cfg, only)
     with hold_output(cfg.run_dir):
         return _run_stages(cfg, stages)
 
@@ -411,14 +510,17 @@ def _run_stages(cfg: RunConfig, stages: list[Stage]) -> dict[str, Any]:
 
 
 def _report(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any] | None:
-    paths = [str(cfg.results_path(mode, strategy)) for mode, strategy in cfg.runs()]
-    labels = [f"{mode}/{strategy}" for mode, strategy in cfg.runs()]
+    done = [target for target in cfg.runs() if cfg.results_path(target).is_file()]  # runs not selected yet are left out
+    if not done:
+        return None
+    paths = [str(cfg.results_path(target)) for target in done]
+    labels = [target.label for target in done]
     stage_seconds = {name: t["seconds"] for name, t in record["stages"].items()}
     meta = {"run": cfg.name, "student": cfg.student, "teacher": record["teacher"] or f"plans from {record['plans']}",
             "train data": _describe(cfg.data.train), "test data": _describe(cfg.data.test), "seed": cfg.seed,
             "versions": record["versions"], "stage seconds": stage_seconds, "trained on": _trained_on(cfg)}
     return write_report(paths, cfg.run_dir / "report.md", labels=labels, meta=meta, html=cfg.run_dir / "report.html",
-                        data=cfg.data.test)
+                        data=cfg.data.test, summary_into=cfg.summary_into)
 
 
 def _trained_on(cfg: RunConfig) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,8 @@ def test_every_shipped_config_validates_with_every_stage(path: Path):
     stages = cfg.validate_stages()  # builds each stage's own config: a typo in any section fails here
     names = [stage.name for stage in stages]
     assert names[-1].startswith("evaluate-") and any(n.startswith("train-") for n in names)
-    for mode, strategy in cfg.runs():
-        assert f"generate-{mode}-{strategy}" in names
+    for target in cfg.runs():
+        assert f"generate-{target.stage}" in names and f"evaluate-{target.stage}" in names
 
 
 def test_bad_configs_name_the_problem(tmp_path: Path):
@@ -113,8 +114,80 @@ def test_whole_pipeline_on_a_tiny_model_then_a_rerun_skips_everything(tiny_causa
 def test_run_config_defaults():
     cfg = RunConfig.model_validate({"name": "x", "data": {"train": {"path": "a"}, "test": {"path": "b"}},
                                     "plans": "sample", "student": "s"})
-    assert cfg.run_dir == Path("runs/x") and cfg.runs() == [("baseline", "direct"), ("codeplan", "plan-sampling")]
+    assert cfg.run_dir == Path("runs/x")
+    assert [(t.model, t.strategy, t.label) for t in cfg.runs()] == [("baseline", "direct", "baseline/direct"),
+                                                                     ("codeplan", "plan-sampling", "codeplan/plan-sampling")]
+    assert cfg.runs()[0].folder == Path("runs/x/baseline/direct")
     assert cfg.plans_path().name == "plans.jsonl" and cfg.plans_path().is_file()  # the bundled plans
+
+
+ARMS = [{"name": "zero-shot", "model": "base", "strategy": "direct", "generate": {"num_samples": 1, "budget": 1}},
+        {"name": "baseline-rerank", "model": "baseline", "strategy": "direct-rerank",
+         "generate": {"num_samples": 1, "budget": 2}},
+        {"name": "codeplan-plans", "model": "codeplan", "strategy": "plan-sampling",
+         "generate": {"num_plans": 1, "codes_per_plan": 1, "num_samples": 1}}]
+
+
+def test_arms_are_checked_when_the_file_loads():
+    base = {"name": "x", "data": {"train": {"path": "a"}, "test": {"path": "b"}}, "plans": "sample", "student": "s"}
+    cfg = RunConfig.model_validate({**base, "arms": ARMS})
+    assert [(t.label, t.model, t.folder) for t in cfg.runs()] == [
+        ("zero-shot", "base", Path("runs/x/zero-shot")), ("baseline-rerank", "baseline", Path("runs/x/baseline-rerank")),
+        ("codeplan-plans", "codeplan", Path("runs/x/codeplan-plans"))]
+    # each arm's settings over the run's generate section; the untrained student is the one given
+    gen = cfg.generate_config(cfg.runs()[1])
+    assert (gen.strategy, gen.budget, gen.model, gen.out) == ("direct-rerank", 2, "runs/x/baseline/model",
+                                                              "runs/x/baseline-rerank/samples.jsonl")
+    assert cfg.generate_config(cfg.runs()[0]).model == "s"
+    for change, message in [({"arms": ARMS, "strategies": {"baseline": ["direct"], "codeplan": ["direct"]}}, "not both"),
+                            ({"arms": ARMS + [ARMS[0]]}, "'zero-shot' is named twice"),
+                            ({"arms": [{**ARMS[1], "name": "baseline"}]}, "holds a student"),
+                            ({"arms": [{**ARMS[2], "name": "a/b"}]}, "name"),
+                            ({"arms": [ARMS[2]], "modes": ["baseline"]}, "does not train"),
+                            ({"arms": [{**ARMS[1], "strategy": "plan-sampling"}]}, "cannot sample plans"),
+                            ({"arms": [{**ARMS[0], "generate": {"strategy": "direct"}}]}, "strategy"),
+                            ({"arms": [{**ARMS[0], "generate": {"num_sample": 2}}]}, "num_sample")]:
+        with pytest.raises(ValueError, match=message):
+            RunConfig.model_validate({**base, **change})
+
+
+@pytest.mark.slow
+def test_arms_run_each_with_its_settings_and_a_deleted_arm_is_redone(tiny_causal_lm: Path, tmp_path: Path):
+    config = _tiny_config(tmp_path, tiny_causal_lm)
+    data = yaml.safe_load(config.read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text("# results\n<!-- summary:start -->\nold\n<!-- summary:end -->\nkept\n")
+    del data["distill"], data["strategies"]
+    data.update(plans="sample", arms=ARMS, print_report=False, summary_into=str(readme))
+    config.write_text(yaml.safe_dump(data))
+    record = run_pipeline(str(config))
+    run = tmp_path / "run"
+    assert [name for name in record["stages"] if name.startswith(("generate", "evaluate"))] == [
+        f"{stage}-{arm['name']}" for arm in ARMS for stage in ("generate", "evaluate")]
+    summaries = {arm["name"]: json.loads((run / arm["name"] / "samples.summary.json").read_text()) for arm in ARMS}
+    assert summaries["zero-shot"]["config"]["model"] == str(tiny_causal_lm)
+    assert summaries["zero-shot"]["budget_per_problem"]["programs"] == 1
+    assert summaries["baseline-rerank"]["strategy"] == "direct-rerank"
+    assert summaries["baseline-rerank"]["budget_per_problem"]["programs"] == 2
+    assert summaries["codeplan-plans"]["config"]["num_plans"] == 1
+    table = readme.read_text()
+    assert "old" not in table and table.endswith("kept\n")
+    assert table.index("| zero-shot |") < table.index("| baseline-rerank |") < table.index("| codeplan-plans |")
+
+    shutil.rmtree(run / "baseline-rerank")  # to redo one arm, delete its folder: only it runs again
+    again = run_pipeline(str(config))
+    redone = sorted(name for name, stage in again["stages"].items() if not stage["skipped"])
+    assert redone == ["evaluate-baseline-rerank", "generate-baseline-rerank"]
+    assert (run / "baseline-rerank" / "results.json").is_file()
+
+    # One arm on its own (the CLI's --arm): only its stages; an unknown name lists the runs there are.
+    shutil.rmtree(run / "zero-shot")
+    outcome = CliRunner().invoke(app, ["run", str(config), "--arm", "zero-shot"])
+    assert outcome.exit_code == 0, outcome.output
+    ran = json.loads((run / "run.json").read_text())["stages"]
+    assert sorted(ran) == ["evaluate-zero-shot", "generate-zero-shot"] and not ran["generate-zero-shot"]["skipped"]
+    outcome = CliRunner().invoke(app, ["run", str(config), "--arm", "zero-shot-greedy"])
+    assert outcome.exit_code == 2 and "zero-shot, baseline-rerank, codeplan-plans" in outcome.output
 
 
 @pytest.mark.slow
@@ -122,16 +195,17 @@ def test_pipeline_on_llama_cpp_exports_each_student_and_generates_from_the_gguf(
     pytest.importorskip("llama_cpp", reason="llama-cpp-python (extra `cpu`) is not installed; `make install` builds it")
     config = _tiny_config(tmp_path, tiny_causal_lm)
     data = yaml.safe_load(config.read_text())
-    data.update(generate_backend="llamacpp", export_dtype="f32", modes=["codeplan"],
-                strategies={"codeplan": ["plan-sampling"]}, plans="sample", print_report=False)
-    del data["distill"]
+    # The untrained student is exported too, so it and the trained one differ by training only.
+    data.update(generate_backend="llamacpp", export_dtype="f32", modes=["codeplan"], plans="sample", print_report=False,
+                arms=[ARMS[0], {"name": "codeplan-plans", "model": "codeplan", "strategy": "plan-sampling"}])
+    del data["distill"], data["strategies"]
     config.write_text(yaml.safe_dump(data))
     record = run_pipeline(str(config))
     run = tmp_path / "run"
-    assert list(record["stages"]) == ["train-codeplan", "export-codeplan", "generate-codeplan-plan-sampling",
-                                      "evaluate-codeplan-plan-sampling"]
-    assert (run / "codeplan" / "model-f32.gguf").is_file()
-    summary = json.loads((run / "codeplan" / "plan-sampling" / "samples.summary.json").read_text())
-    assert summary["config"]["model"] == f"llamacpp:{run / 'codeplan' / 'model-f32.gguf'}"
-    assert len(json.loads((run / "codeplan" / "plan-sampling" / "results.json").read_text())["problems"]) == 2
+    assert list(record["stages"]) == ["export-base", "train-codeplan", "export-codeplan", "generate-zero-shot",
+                                      "evaluate-zero-shot", "generate-codeplan-plans", "evaluate-codeplan-plans"]
+    for arm, student in [("zero-shot", "base"), ("codeplan-plans", "codeplan")]:
+        summary = json.loads((run / arm / "samples.summary.json").read_text())
+        assert summary["config"]["model"] == f"llamacpp:{run / student / 'model-f32.gguf'}"
+        assert len(json.loads((run / arm / "results.json").read_text())["problems"]) == 2
     assert all(stage["skipped"] for stage in run_pipeline(str(config))["stages"].values())
