@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -362,6 +363,11 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
     units, already, no_solution = plan_units(problems, cfg, done)
     if no_solution == len(problems) and problems:
         raise InputError("no problem has a reference solution to plan from", path=cfg.data.path, field="solutions")
+    if not units and paths["summary"].is_file():
+        # Nothing left to plan: the teacher is not loaded, and the summary of the run that wrote
+        # the plans is kept (a re-run of a finished pipeline costs nothing here).
+        print(f"distill: nothing to do, {already} plans already on file in {out}", file=sys.stderr)
+        return json.loads(paths["summary"].read_text(encoding="utf-8"))
     run = _Run(cfg, units, already)
     failures_before = _drop_stale_failures(paths["failures"], direction, done) if cfg.retry_failures else None
     total = sum(len(u.plan_indices) for u in units)

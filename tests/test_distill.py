@@ -269,6 +269,9 @@ def test_local_teacher_batches_units_and_resumes(tmp_path: Path, tiny_causal_lm:
     assert set(plans) | failed == {(f"p{k}", s) for k in range(3) for s in range(2)}
     assert all(len(records) == 1 for records in plans.values()) and not set(plans) & failed
     assert all(r["teacher"] == f"hf:{tiny_causal_lm}" for records in plans.values() for r in records)
+    # Finished: a re-run does not load the teacher (this one does not exist) and keeps the summary.
+    third = distill(DistillConfig(**settings | {"teacher": f"hf:{tmp_path / 'no-such-model'}"}))
+    assert third == second and _plans_by_key(out) == plans
 
 
 def test_ctrl_c_stops_cleanly_with_whole_records_on_file(tmp_path: Path) -> None:
