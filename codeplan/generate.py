@@ -8,6 +8,7 @@ problem a killed run left unfinished, so no sample is ever duplicated.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import Counter
@@ -141,5 +142,14 @@ def generate(cfg: GenerateConfig) -> dict[str, Any]:
     # CPU cost is in each problem's budget (summed by summarize_samples), so it survives resumes.
     summary = summarize_samples(out, strategy=cfg.strategy, config=cfg.model_dump(mode="json"),
                                 seconds=time.perf_counter() - started, ids=ids)
-    write_json(sidecar_paths(out)[1], summary)
+    summary_path = sidecar_paths(out)[1]
+    if todo or not _same_but_wall_time(summary_path, summary):  # a re-run with nothing to do leaves the file alone
+        write_json(summary_path, summary)
     return summary
+
+
+def _same_but_wall_time(path: Path, summary: dict[str, Any]) -> bool:
+    if not path.is_file():
+        return False
+    on_file = json.loads(path.read_text(encoding="utf-8"))
+    return {**on_file, "wall_seconds_this_run": None} == {**summary, "wall_seconds_this_run": None}

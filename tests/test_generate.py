@@ -63,8 +63,11 @@ def test_direct_sampling_writes_n_programs_per_problem_and_resumes_after_a_kill(
     by_key = lambda rs: {(r["problem_id"], r["sample_index"]): r["code"] for r in rs}  # noqa: E731
     assert by_key(resumed) == by_key(rows)
 
-    # A finished file is left alone; another strategy into the same file is refused.
+    # A finished file is left alone, its summary too (a committed one stays as it was); another
+    # strategy into the same file is refused.
+    summary_file = sidecar_paths(out)[1].read_text()
     assert generate(_cfg(tiny_causal_lm, out))["programs"] == 6 and len(_rows(out)) == 6
+    assert sidecar_paths(out)[1].read_text() == summary_file
     with pytest.raises(InputError, match="strategy"):
         generate(_cfg(tiny_causal_lm, out, strategy="plan-sampling"))
     with pytest.raises(InputError, match="samples per problem"):
