@@ -1,36 +1,36 @@
 """The MBPP experiment's README table is the report's Summary table rebuilt from the committed
-results, in run.sh's report order: a README edited by hand, or not rebuilt after new results,
-fails here."""
+results, in the order of run.yaml's arms: a README edited by hand, or not rebuilt after new
+results, fails here."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from codeplan.pipeline import load_run_config
 from codeplan.report import build_report, marked_summary, summary_table
 
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "mbpp"
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = ROOT / "experiments" / "mbpp"
 
 
-def report_order() -> list[str]:
-    """The arms in the order run.sh's report step gives them (its REPORT_ORDER line)."""
-    found = re.findall(r'^REPORT_ORDER="([^"]+)"$', (EXPERIMENT / "run.sh").read_text(encoding="utf-8"), re.MULTILINE)
-    assert len(found) == 1, "run.sh must set REPORT_ORDER once, on one line"
-    return found[0].split()
+def test_run_file_validates_and_the_reference_arm_comes_first(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the run file's paths are from the repository root
+    cfg = load_run_config(EXPERIMENT / "run.yaml")
+    cfg.validate_stages()
+    arms = cfg.runs()
+    assert arms[0].label == "baseline-direct" and cfg.run_dir == Path("experiments/mbpp/out")
+    sampled = [cfg.generate_config(arm) for arm in arms if arm.label != "zero-shot-greedy"]
+    assert {gen.budget for gen in sampled} == {8}  # every sampled arm spends the same budget
 
 
-def test_report_order_starts_with_the_reference_and_names_every_arm_run_sh_runs():
-    order = report_order()
-    arms = re.findall(r"^\s+arm (\S+)", (EXPERIMENT / "run.sh").read_text(encoding="utf-8"), re.MULTILINE)
-    arms = [arm for arm in arms if not arm.startswith("humanevalplus/")]  # the transfer check, reported apart
-    assert order[0] == "baseline-direct" and sorted(order) == sorted(arms) and len(set(order)) == len(order)
-
-
-def test_readme_table_is_the_summary_of_the_committed_results():
-    paths = [str(EXPERIMENT / "out" / name / "results.json") for name in report_order()
-             if (EXPERIMENT / "out" / name / "results.json").is_file()]
-    assert paths, "no committed results.json among run.sh's arms"
-    expected = summary_table(build_report(paths))[:-1]  # the table without the blank line after it
+def test_readme_table_is_the_summary_of_the_committed_results(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cfg = load_run_config(EXPERIMENT / "run.yaml")
+    done = [arm for arm in cfg.runs() if cfg.results_path(arm).is_file()]
+    assert done, "no committed results.json among run.yaml's arms"
+    report = build_report([str(cfg.results_path(arm)) for arm in done], labels=[arm.label for arm in done])
+    expected = summary_table(report)[:-1]  # the table without the blank line after it
     assert marked_summary(EXPERIMENT / "README.md") == expected, (
         "experiments/mbpp/README.md's summary table is stale: rebuild it with "
-        "`STEPS=report bash experiments/mbpp/run.sh` (or `codeplan report ... --summary-into experiments/mbpp/README.md`)")
+        "`codeplan run experiments/mbpp/run.yaml --arm ARM` (any arm that is done: it rebuilds the report) or "
+        "`codeplan report` on the arms' results.json files with `--summary-into experiments/mbpp/README.md`")
