@@ -515,7 +515,12 @@ def _report(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any] | None:
         return None
     paths = [str(cfg.results_path(target)) for target in done]
     labels = [target.label for target in done]
-    stage_seconds = {name: t["seconds"] for name, t in record["stages"].items()}
+    # Every stage finished in this folder (its marker), not only those this run (or its --arm) touched.
+    stage_seconds = {}
+    for stage in plan_stages(cfg):
+        marker = _marker(cfg, stage)
+        if marker.is_file():
+            stage_seconds[stage.name] = json.loads(marker.read_text(encoding="utf-8")).get("seconds")
     meta = {"run": cfg.name, "student": cfg.student, "teacher": record["teacher"] or f"plans from {record['plans']}",
             "train data": _describe(cfg.data.train), "test data": _describe(cfg.data.test), "seed": cfg.seed,
             "versions": record["versions"], "stage seconds": stage_seconds, "trained on": _trained_on(cfg)}

@@ -186,6 +186,8 @@ def test_arms_run_each_with_its_settings_and_a_deleted_arm_is_redone(tiny_causal
     assert outcome.exit_code == 0, outcome.output
     ran = json.loads((run / "run.json").read_text())["stages"]
     assert sorted(ran) == ["evaluate-zero-shot", "generate-zero-shot"] and not ran["generate-zero-shot"]["skipped"]
+    meta = json.loads((run / "report.json").read_text())["meta"]["stage seconds"]
+    assert "generate-codeplan-plans" in meta and "train-baseline" in meta  # every finished stage, not only this run's
     outcome = CliRunner().invoke(app, ["run", str(config), "--arm", "zero-shot-greedy"])
     assert outcome.exit_code == 2 and "zero-shot, baseline-rerank, codeplan-plans" in outcome.output
 
