@@ -106,6 +106,9 @@ class Arm(StageConfig):
     model: Literal["base", "baseline", "codeplan"]
     strategy: Strategy
     generate: GenerateSection = Field(default_factory=GenerateSection)  # type: ignore[valid-type]
+    # Another arm this one is also compared with in the report, beyond the reference: e.g. plan
+    # sampling with the baseline reranked on the same public tests at the same budget.
+    control: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ class RunConfig(StageConfig):
                 raise ValueError(f"arm '{arm.name}': that folder holds a student; choose another name")
             if arm.model != BASE and arm.model not in self.modes:
                 raise ValueError(f"arm '{arm.name}' uses the {arm.model} student, which `modes` does not train")
+            if arm.control is not None and (arm.control not in names or arm.control == arm.name):
+                raise ValueError(f"arm '{arm.name}': its control '{arm.control}' must be another arm of this file")
 
     # ---- where things go ----
 
@@ -271,6 +276,10 @@ class RunConfig(StageConfig):
                     for arm in self.arms]
         return [Target(f"{mode}/{strategy}", mode, strategy, self.run_dir / mode / strategy, f"{mode}-{strategy}", {})
                 for mode in self.modes for strategy in self.strategies[mode]]
+
+    def controls(self) -> dict[str, str]:
+        """Arm name -> the arm it is also compared with in the report."""
+        return {arm.name: arm.control for arm in self.arms or [] if arm.control is not None}
 
     def validate_stages(self) -> list["Stage"]:
         """Build every stage's config now, so a bad setting fails before any work is done."""
@@ -525,7 +534,7 @@ def _report(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any] | None:
             "train data": _describe(cfg.data.train), "test data": _describe(cfg.data.test), "seed": cfg.seed,
             "versions": record["versions"], "stage seconds": stage_seconds, "trained on": _trained_on(cfg)}
     return write_report(paths, cfg.run_dir / "report.md", labels=labels, meta=meta, html=cfg.run_dir / "report.html",
-                        data=cfg.data.test, summary_into=cfg.summary_into)
+                        data=cfg.data.test, summary_into=cfg.summary_into, controls=cfg.controls())
 
 
 def _trained_on(cfg: RunConfig) -> dict[str, str]:

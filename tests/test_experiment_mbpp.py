@@ -28,7 +28,8 @@ def test_readme_table_is_the_summary_of_the_committed_results(monkeypatch):
     cfg = load_run_config(EXPERIMENT / "run.yaml")
     done = [arm for arm in cfg.runs() if cfg.results_path(arm).is_file()]
     assert done, "no committed results.json among run.yaml's arms"
-    report = build_report([str(cfg.results_path(arm)) for arm in done], labels=[arm.label for arm in done])
+    report = build_report([str(cfg.results_path(arm)) for arm in done], labels=[arm.label for arm in done],
+                          controls=cfg.controls())
     expected = summary_table(report)[:-1]  # the table without the blank line after it
     assert marked_summary(EXPERIMENT / "README.md") == expected, (
         "experiments/mbpp/README.md's summary table is stale: rebuild it with "

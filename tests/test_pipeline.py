@@ -125,7 +125,7 @@ ARMS = [{"name": "zero-shot", "model": "base", "strategy": "direct", "generate":
         {"name": "baseline-rerank", "model": "baseline", "strategy": "direct-rerank",
          "generate": {"num_samples": 1, "budget": 2}},
         {"name": "codeplan-plans", "model": "codeplan", "strategy": "plan-sampling",
-         "generate": {"num_plans": 1, "codes_per_plan": 1, "num_samples": 1}}]
+         "generate": {"num_plans": 1, "codes_per_plan": 1, "num_samples": 1}, "control": "zero-shot"}]
 
 
 def test_arms_are_checked_when_the_file_loads():
@@ -146,7 +146,8 @@ def test_arms_are_checked_when_the_file_loads():
                             ({"arms": [ARMS[2]], "modes": ["baseline"]}, "does not train"),
                             ({"arms": [{**ARMS[1], "strategy": "plan-sampling"}]}, "cannot sample plans"),
                             ({"arms": [{**ARMS[0], "generate": {"strategy": "direct"}}]}, "strategy"),
-                            ({"arms": [{**ARMS[0], "generate": {"num_sample": 2}}]}, "num_sample")]:
+                            ({"arms": [{**ARMS[0], "generate": {"num_sample": 2}}]}, "num_sample"),
+                            ({"arms": [ARMS[2]]}, "must be another arm")]:
         with pytest.raises(ValueError, match=message):
             RunConfig.model_validate({**base, **change})
 
@@ -173,6 +174,7 @@ def test_arms_run_each_with_its_settings_and_a_deleted_arm_is_redone(tiny_causal
     table = readme.read_text()
     assert "old" not in table and table.endswith("kept\n")
     assert table.index("| zero-shot |") < table.index("| baseline-rerank |") < table.index("| codeplan-plans |")
+    assert "(vs zero-shot) |" in table  # the arm's control (besides the reference), in a column of its own
 
     shutil.rmtree(run / "baseline-rerank")  # to redo one arm, delete its folder: only it runs again
     again = run_pipeline(str(config))

@@ -241,3 +241,30 @@ def test_summary_into_replaces_only_the_marked_block_and_refuses_a_file_without_
     readme.write_text("# No markers\n")
     outcome = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "r.md"), "--summary-into", str(readme)])
     assert outcome.exit_code == 2 and "README.md" in outcome.output and "<!-- summary:start -->" in outcome.output
+
+
+def test_a_run_is_also_compared_with_its_own_control(tmp_path: Path):
+    """20 problems, one program each. The reranked baseline solves p00-p09; CodePLAN solves p00-p04 and
+    p10: against its control it wins 1 and loses 5, so exact McNemar p = 2 * (1 + 6) / 2^6 = 0.21875 and
+    the difference is -20 points. The reference (direct sampling, p00-p02) stays in its own column."""
+    ids = [f"p{i:02}" for i in range(20)]
+    direct = _judged(tmp_path / "baseline-direct", {pid: [pid < "p03"] for pid in ids}, 20)
+    rerank = _judged(tmp_path / "baseline-rerank", {pid: [pid < "p10"] for pid in ids}, 20)
+    plans = _judged(tmp_path / "codeplan", {pid: [pid < "p05" or pid == "p10"] for pid in ids}, 20)
+    out = tmp_path / "report.md"
+    report = write_report([str(direct), str(rerank), str(plans)], str(out),
+                          labels=["baseline-direct", "baseline-rerank", "codeplan"],
+                          controls={"codeplan": "baseline-rerank", "baseline-rerank": "not-run-yet"})
+    rows = {row["run"]: row for row in report["summary"]}
+    versus = rows["codeplan"]["pass@1_difference_to_control"]
+    assert rows["codeplan"]["control"] == "baseline-rerank"
+    assert (versus["method"], versus["p_value"]) == ("exact McNemar", 0.21875)
+    assert versus["difference"] == pytest.approx(-0.20)
+    assert rows["codeplan"]["pass@1_difference"]["difference"] == pytest.approx(0.15)  # still against the reference
+    assert "control" not in rows["baseline-rerank"]  # its control has no results: no comparison
+    text = out.read_text()
+    assert text.count("## codeplan against baseline-rerank") == 1 and "## codeplan against baseline-direct" in text
+    assert "| pass@1 minus baseline-direct [95% interval], p | pass@1 minus its control [95% interval], p |" in text
+    assert re.search(r"\| codeplan \| 30\.00 \[[^]]+\] .* \| \+15\.00 \[[^]]+\], p [^|]+ \| -20\.00 \[[^]]+\], "
+                     r"p 0\.219 \(exact McNemar\) \(vs baseline-rerank\) \|", text)
+    assert re.search(r"\| baseline-direct \| .* \| reference \|  \|\n", text)  # no control: an empty cell

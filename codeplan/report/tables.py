@@ -4,6 +4,8 @@ For each results.json the report reads, where it can find them, the samples it j
 `samples` path recorded in results.json, else samples.jsonl beside it) and their summary
 (samples.summary.json): these add the budget spent and, for plan sampling, every plan choice.
 A run whose label says `baseline` is the reference the others are compared with (else the first).
+`controls` (run label -> label of another run) adds a comparison of a run with its own control,
+e.g. plan sampling with the baseline reranked on the same public tests at the same budget.
 
 Statistics (codeplan.stats) come from each results.json's per-problem records: every run gets a
 95% bootstrap interval of its averages (`intervals`, over the same problems as the averages:
@@ -14,7 +16,8 @@ outside the averages, never dropped silently.
 
 The report opens with a Summary: one table, a row per run, of pass@1 with its interval, strict
 accuracy, test-case average, the generation cost per problem (samples.summary.json's budget), the
-judge's CPU (results.json's `cost`) and pass@1's paired difference against the reference.
+judge's CPU (results.json's `cost`) and pass@1's paired difference against the reference (and
+against the run's control, in a column of its own, when any run has one).
 report.json holds the same rows as data (`summary`). `replace_summary` copies that table into a
 block of another markdown file (an experiment's README) between SUMMARY_START and SUMMARY_END, so
 the README's table is rebuilt from the results files, never typed. A cost a run's files did not
@@ -236,8 +239,9 @@ def _paired(metric: str, run: dict[str, tuple[int, dict[str, float]]], reference
 
 
 def build_report(paths: list[str], labels: list[str] | None = None,
-                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The report as data (what report.json holds)."""
+                 meta: dict[str, Any] | None = None, controls: dict[str, str] | None = None) -> dict[str, Any]:
+    """The report as data (what report.json holds). A control absent from the runs (not run
+    yet) gives no comparison."""
     if not paths:
         raise InputError("no results.json given")
     runs, tables = [], []
@@ -274,34 +278,47 @@ def build_report(paths: list[str], labels: list[str] | None = None,
     ks = sorted({int(k) for run in runs for k in run["pass_at_k"]})
     reference = next((run for run in runs if "baseline" in run["label"].lower()), runs[0])
     table_of = {run["label"]: table for run, table in zip(runs, tables)}
-    comparisons = []
-    for run in runs:
-        if run is reference:
-            continue
-        mine, theirs = table_of[run["label"]], table_of[reference["label"]]
-        shared = sorted(set(mine) & set(theirs))
-        rows = []
-        for name, new, ref in [(f"pass@{k}", run["pass_at_k"].get(str(k)), reference["pass_at_k"].get(str(k))) for k in ks] + [
-                ("strict accuracy", run["strict_accuracy"], reference["strict_accuracy"]),
-                ("test-case average", run["test_case_average"], reference["test_case_average"])]:
-            rows.append({"metric": name, "reference": ref, "value": new, "relative_change": relative_change(new, ref),
-                         **_paired(_METRIC_KEYS.get(name, name), mine, theirs, shared)})
-        comparisons.append({"reference": reference["label"], "run": run["label"], "problems_compared": len(shared),
-                            "problems_missing_in_run": len(set(theirs) - set(mine)),
-                            "problems_missing_in_reference": len(set(mine) - set(theirs)), "rows": rows})
+    by_label = {run["label"]: run for run in runs}
+    comparisons = [_compare(run, reference, table_of, ks) for run in runs if run is not reference]
+    controlled = {}
+    for label, control in (controls or {}).items():
+        if label in by_label and control in by_label and control != label and control != reference["label"]:
+            controlled[label] = _compare(by_label[label], by_label[control], table_of, ks)
+    comparisons += controlled.values()
     return {"runs": runs, "ks": ks, "reference": reference["label"], "comparisons": comparisons, "meta": meta or {},
-            "summary": _summary_rows(runs, reference["label"], comparisons), "statistics": STATISTICS,
+            "summary": _summary_rows(runs, reference["label"], comparisons, controlled), "statistics": STATISTICS,
             "selections": {run["label"]: _selections(Path(run["samples"])) if run["samples"] else {} for run in runs}}
 
 
-def _summary_rows(runs: list[dict[str, Any]], reference: str, comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _compare(run: dict[str, Any], reference: dict[str, Any], table_of: dict[str, Any], ks: list[int]) -> dict[str, Any]:
+    """`run` against `reference`, metric by metric, paired on the problems both have."""
+    mine, theirs = table_of[run["label"]], table_of[reference["label"]]
+    shared = sorted(set(mine) & set(theirs))
+    rows = []
+    for name, new, ref in [(f"pass@{k}", run["pass_at_k"].get(str(k)), reference["pass_at_k"].get(str(k))) for k in ks] + [
+            ("strict accuracy", run["strict_accuracy"], reference["strict_accuracy"]),
+            ("test-case average", run["test_case_average"], reference["test_case_average"])]:
+        rows.append({"metric": name, "reference": ref, "value": new, "relative_change": relative_change(new, ref),
+                     **_paired(_METRIC_KEYS.get(name, name), mine, theirs, shared)})
+    return {"reference": reference["label"], "run": run["label"], "problems_compared": len(shared),
+            "problems_missing_in_run": len(set(theirs) - set(mine)),
+            "problems_missing_in_reference": len(set(mine) - set(theirs)), "rows": rows}
+
+
+def _pass_at_1_row(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
+    row = next((row for row in comparison["rows"] if row["metric"] == "pass@1"), None) if comparison else None
+    return None if row is None else {key: row.get(key) for key in ("difference", "difference_interval", "p_value", "method")}
+
+
+def _summary_rows(runs: list[dict[str, Any]], reference: str, comparisons: list[dict[str, Any]],
+                  controlled: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The Summary table as data: a row per run, from what the runs and comparisons already hold."""
-    pass_at_1 = {c["run"]: next((row for row in c["rows"] if row["metric"] == "pass@1"), None) for c in comparisons}
+    against_reference = {c["run"]: c for c in comparisons if c["reference"] == reference}
     rows = []
     for run in runs:
         per_problem = (run["generation"] or {}).get("budget_per_problem") or {}
         judge_cpu = (run.get("cost") or {}).get("cpu_seconds")
-        difference = pass_at_1.get(run["label"])
+        control = controlled.get(run["label"])
         rows.append({
             "run": run["label"], "reference": run["label"] == reference,
             "pass@1": run["pass_at_k"].get("1"), "pass@1_interval": (run.get("intervals") or {}).get("pass@1"),
@@ -309,8 +326,8 @@ def _summary_rows(runs: list[dict[str, Any]], reference: str, comparisons: list[
             "programs_per_problem": per_problem.get("programs"), "tokens_per_problem": per_problem.get("completion_tokens"),
             "generation_cpu_seconds_per_problem": per_problem.get("cpu_seconds"),
             "evaluation_cpu_seconds_per_problem": judge_cpu / run["problems"] if judge_cpu is not None and run["problems"] else None,
-            "pass@1_difference": None if difference is None else {
-                key: difference.get(key) for key in ("difference", "difference_interval", "p_value", "method")},
+            "pass@1_difference": _pass_at_1_row(against_reference.get(run["label"])),
+            **({"control": control["reference"], "pass@1_difference_to_control": _pass_at_1_row(control)} if control else {}),
         })
     return rows
 
@@ -319,27 +336,33 @@ def _known(value: Any, spec: str) -> str:
     return "unknown" if value is None else format(value, spec)
 
 
+def _versus(difference: dict[str, Any] | None) -> str:
+    if difference is None or difference.get("difference") is None:
+        return "n/a"
+    return (_fmt_difference(difference["difference"], difference["difference_interval"]) + ", p "
+            + _fmt_p(difference["p_value"], difference["method"]))
+
+
 def summary_table(report: dict[str, Any]) -> list[str]:
-    """The Summary section's table (markdown lines, a blank line last): report.json's `summary` rows."""
+    """The Summary section's table (markdown lines, a blank line last): report.json's `summary` rows.
+    A last column, pass@1 against the run's own control, appears when any run has one."""
+    with_controls = any("control" in row for row in report["summary"])
     rows = []
     for row in report["summary"]:
-        difference = row["pass@1_difference"]
-        if row["reference"]:
-            versus = "reference"
-        elif difference is None or difference.get("difference") is None:
-            versus = "n/a"
-        else:
-            versus = (_fmt_difference(difference["difference"], difference["difference_interval"]) + ", p "
-                      + _fmt_p(difference["p_value"], difference["method"]))
         programs, tokens = row["programs_per_problem"], row["tokens_per_problem"]
-        rows.append([row["run"], _fmt(row["pass@1"]) + _bracket(row["pass@1_interval"]), _fmt(row["strict_accuracy"]),
-                     _fmt(row["test_case_average"]),
-                     f"{_known(programs, 'g')} / {_known(tokens, '.0f')}",
-                     _known(row["generation_cpu_seconds_per_problem"], ".2f"),
-                     _known(row["evaluation_cpu_seconds_per_problem"], ".2f"), versus])
-    return _table(["run", "pass@1 [95% interval]", "strict acc.", "test-case avg.", "programs / tokens generated per problem",
-                   "generation CPU s per problem", "evaluation CPU s per problem",
-                   f"pass@1 minus {report['reference']} [95% interval], p"], rows)
+        cells = [row["run"], _fmt(row["pass@1"]) + _bracket(row["pass@1_interval"]), _fmt(row["strict_accuracy"]),
+                 _fmt(row["test_case_average"]),
+                 f"{_known(programs, 'g')} / {_known(tokens, '.0f')}",
+                 _known(row["generation_cpu_seconds_per_problem"], ".2f"),
+                 _known(row["evaluation_cpu_seconds_per_problem"], ".2f"),
+                 "reference" if row["reference"] else _versus(row["pass@1_difference"])]
+        if with_controls:
+            cells.append(f"{_versus(row['pass@1_difference_to_control'])} (vs {row['control']})" if "control" in row else "")
+        rows.append(cells)
+    header = ["run", "pass@1 [95% interval]", "strict acc.", "test-case avg.", "programs / tokens generated per problem",
+              "generation CPU s per problem", "evaluation CPU s per problem",
+              f"pass@1 minus {report['reference']} [95% interval], p"]
+    return _table(header + (["pass@1 minus its control [95% interval], p"] if with_controls else []), rows)
 
 
 def replace_summary(path: str | Path, report: dict[str, Any]) -> None:
@@ -568,11 +591,11 @@ def run_details(run: dict[str, Any]) -> str:
 
 
 def write_tables(paths: list[str], out: str, *, labels: list[str] | None = None,
-                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                 meta: dict[str, Any] | None = None, controls: dict[str, str] | None = None) -> dict[str, Any]:
     """Write report.md, report.json and PNG plots beside it; return the report data."""
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    report = build_report(paths, labels, meta)
+    report = build_report(paths, labels, meta, controls)
     stem = out_path.stem
     plots: dict[str, str] = {}
     pass_png = out_path.with_name(f"{stem}-pass-at-k.png")
