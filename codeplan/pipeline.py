@@ -474,8 +474,9 @@ def run_pipeline(config: str | RunConfig, only: list[str] | None = None) -> dict
     the report of every run that has results. Returns run.json's content.
     The run folder is locked for the whole run: a second `codeplan run` on it stops at once."""
     cfg = load_run_config(config) if not isinstance(config, RunConfig) else config
-    cfg.validate_stages()  # every section is checked, even those of runs not selected
-    stages = plan_stages(cfg, only)
+    stages = cfg.validate_stages()  # every section is checked, even those of runs not selected
+    if only is not None:
+        stages = plan_stages(cfg, only)
     with hold_output(cfg.run_dir):
         return _run_stages(cfg, stages)
 

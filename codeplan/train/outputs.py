@@ -74,8 +74,9 @@ def finished(cfg: TrainConfig, out: Path) -> bool:
 
 
 def has_weights(out: Path) -> bool:
-    """True when OUT holds a saved model's weights (full model or LoRA adapter, any shard layout)."""
-    return any(out.glob("*.safetensors")) or any(out.glob("pytorch_model*.bin")) or any(out.glob("adapter_model.*"))
+    """True when OUT holds a saved model's weights: `_save_final` writes safetensors only (full model,
+    its shards, or a LoRA adapter)."""
+    return any(out.glob("*.safetensors"))
 
 
 def is_trained(out: Path) -> bool:
