@@ -58,6 +58,10 @@ def train(cfg: TrainConfig) -> Path:
         progress.validated(val_losses, step)
     progress.close()
     finish(run, step, progress, val_losses)
+    # Every rank leaves the process group before exiting: a rank whose communication threads are
+    # still alive at exit can abort ("terminate called without an active exception"), and the
+    # launcher then fails a run whose model is already saved.
+    accelerator.end_training()
     return out
 
 
