@@ -63,6 +63,8 @@ def test_report_compares_codeplan_with_baseline(tmp_path: Path):
     # Budget and every plan choice are explained.
     assert "| codeplan/plan-sampling | plan-sampling | 5 | 11 | 300 | 6 | 2 |" in text
     assert "| p0 | 1 | plan 1 passed |" in text
+    assert "chosen plan had a program passing all example tests on 2 of 2 problems" in text
+    assert "3 of 12 (25.0%) passed them all" in text
     # Plots exist, are PNGs and are linked.
     for name in ("report-pass-at-k.png", "report-plans.png"):
         assert (out.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

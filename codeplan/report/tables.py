@@ -495,6 +495,11 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
             out += [f"Rules applied: {', '.join(f'{rule} ({count})' for rule, count in sel.get('rules', {}).items())}; "
                     f"chosen plan had a program passing all example tests on {sel.get('chosen_plan_passed_examples')} "
                     f"of {gen.get('problems')} problems.", ""]
+        judged = sum(score["programs"] for c in chosen.values() for score in c["selection"]["scores"])
+        if judged:
+            passed = sum(score["programs_passed"] for c in chosen.values() for score in c["selection"]["scores"])
+            out += [f"Programs judged on the example tests (every plan's, before the final programs): {passed} of "
+                    f"{judged} ({100 * passed / judged:.1f}%) passed them all.", ""]
         out += ["<details><summary>Why each plan was chosen</summary>", ""]
         out += _table(["problem", "plan", "reason", "first line of the plan"],
                       [[pid, str(c["selection"]["chosen"]), c["selection"]["reason"],
