@@ -25,7 +25,7 @@ def write_report(paths: list[str], out: str | Path, *, labels: list[str] | None 
     `controls` (label -> label) adds each run's comparison with its own control."""
     report = write_tables(paths, str(out), labels=labels, meta=meta, controls=controls)
     if html is not None:
-        write_html(paths, html, labels=labels, meta=meta, data=data, controls=controls)
+        write_html(paths, html, labels=labels, meta=meta, data=data, controls=controls, report=report)
     if summary_into is not None:
         replace_summary(summary_into, report)
     return report

@@ -327,9 +327,12 @@ def _plots(report: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def build_html(paths: list[str], labels: list[str] | None = None, meta: dict[str, Any] | None = None,
-               data: DataConfig | list[Problem] | None = None, controls: dict[str, str] | None = None) -> str:
-    """The whole page as one string."""
-    report = report_tables.build_report(paths, labels, meta, controls)
+               data: DataConfig | list[Problem] | None = None, controls: dict[str, str] | None = None,
+               report: dict[str, Any] | None = None) -> str:
+    """The whole page as one string; `report` is build_report's data for these same arguments,
+    when the caller already has it (the paired bootstraps are the slow part)."""
+    if report is None:
+        report = report_tables.build_report(paths, labels, meta, controls)
     results = [report_tables.load_results(path) for path in paths]
     notes: list[str] = []
     problems = _load_problems(results, data, notes)
@@ -385,11 +388,11 @@ def build_html(paths: list[str], labels: list[str] | None = None, meta: dict[str
 
 def write_html(paths: list[str], out: str | Path, *, labels: list[str] | None = None,
                meta: dict[str, Any] | None = None, data: DataConfig | list[Problem] | None = None,
-               controls: dict[str, str] | None = None) -> Path:
+               controls: dict[str, str] | None = None, report: dict[str, Any] | None = None) -> Path:
     """Write the report page to `out` (atomically: a reader never sees half a page)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    page = build_html(paths, labels, meta, data, controls)
+    page = build_html(paths, labels, meta, data, controls, report)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
