@@ -498,7 +498,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         judged = sum(score["programs"] for c in chosen.values() for score in c["selection"]["scores"])
         if judged:
             passed = sum(score["programs_passed"] for c in chosen.values() for score in c["selection"]["scores"])
-            out += [f"Programs judged on the example tests (every plan's, before the final programs): {passed} of "
+            out += [f"Programs judged on the example tests to choose a plan (all sampled plans' programs): {passed} of "
                     f"{judged} ({100 * passed / judged:.1f}%) passed them all.", ""]
         out += ["<details><summary>Why each plan was chosen</summary>", ""]
         out += _table(["problem", "plan", "reason", "first line of the plan"],
