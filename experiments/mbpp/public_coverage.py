@@ -1,10 +1,11 @@
 """How often each arm's programs pass the problem's public test, and on how many problems at least
-one of its 8 programs does: the ceiling of any strategy that submits a program seen to pass.
+one of its programs does: the ceiling of any strategy that submits a program seen to pass.
 
-Plan-sampled arms judged their programs while generating (samples.plans.jsonl holds the verdicts);
-direct arms' programs are judged here on the public test, in codeplan's sandbox. Reranked arms keep
-only the program they submit, so they have no row (their 8 programs are drawn like the
-direct arm of the same student). Run from the repository root:
+Generated programs: a plan-sampled arm's judged programs (their verdicts are in
+samples.plans.jsonl, from generation); a direct arm's samples, judged here on the public test in
+codeplan's sandbox. A reranked arm keeps only the program it submits, which passes the public test
+exactly where one of its 8 did, so its "submitted" column is also its coverage. Submitted
+programs (samples.jsonl, every arm) are judged here too. Run from the repository root:
 
     .venv/bin/python experiments/mbpp/public_coverage.py > experiments/mbpp/out/public_coverage.md
 """
@@ -17,8 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from codeplan.data.loading import load_problems
-from codeplan.judge import Judge, JudgeConfig, JudgeTask
 from codeplan.jsonl import read_jsonl
+from codeplan.judge import Judge, JudgeConfig, JudgeTask
 from codeplan.pipeline import load_run_config
 
 
@@ -39,29 +40,33 @@ def public_verdicts(samples_file: Path, problems: dict, judge: Judge) -> dict[st
     return verdicts
 
 
+def share(verdicts: dict[str, list[bool]]) -> str:
+    programs = sum(len(v) for v in verdicts.values())
+    passing = sum(sum(v) for v in verdicts.values())
+    return f"{passing} of {programs} ({100 * passing / programs:.1f}%)"
+
+
 def main() -> None:
     cfg = load_run_config("experiments/mbpp/run.yaml")
     problems = {problem.id: problem for problem in load_problems(cfg.data.test)}
-    lines = ["| arm | programs passing the public test | problems where at least one does | solved (hidden tests, pass@1) |",
-             "| --- | --- | --- | --- |"]
+    header = ["arm", "generated programs passing the public test", "problems where at least one does",
+              "submitted programs passing the public test", "pass@1 (hidden tests)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     with Judge(JudgeConfig(workers=1)) as judge:
         for arm in cfg.runs():
             folder = cfg.results_path(arm).parent
-            plans_file, samples_file = folder / "samples.plans.jsonl", folder / "samples.jsonl"
             if not cfg.results_path(arm).is_file():
                 continue
-            if plans_file.is_file():
-                verdicts = judged_verdicts(plans_file)
-            elif cfg.generate_config(arm).strategy == "direct" and samples_file.is_file():
-                verdicts = public_verdicts(samples_file, problems, judge)
-            else:
-                continue
-            programs = sum(len(v) for v in verdicts.values())
-            passing = sum(sum(v) for v in verdicts.values())
-            covered = sum(1 for v in verdicts.values() if any(v))
+            submitted = public_verdicts(folder / "samples.jsonl", problems, judge)
+            strategy = cfg.generate_config(arm).strategy
+            generated = (judged_verdicts(folder / "samples.plans.jsonl") if strategy == "plan-sampling"
+                         else submitted if strategy == "direct" else None)
+            # A reranked arm submits a program passing the public test exactly where one of its own did.
+            reached = generated or submitted
+            covered = f"{sum(1 for v in reached.values() if any(v))} of {len(reached)}"
             solved = json.loads(cfg.results_path(arm).read_text(encoding="utf-8"))["pass_at_k"]["1"]
-            lines.append(f"| {arm.label} | {passing} of {programs} ({100 * passing / programs:.1f}%) | "
-                         f"{covered} of {len(verdicts)} | {100 * solved:.1f}% |")
+            lines.append(f"| {arm.label} | {share(generated) if generated else 'not kept'} | {covered} | "
+                         f"{share(submitted)} | {100 * solved:.1f}% |")
             print(f"{arm.label}: done", file=sys.stderr, flush=True)
     print("\n".join(lines))
 
