@@ -4,7 +4,8 @@ Verdicts are cached in an append-only JSONL file keyed by hash(program, tests, l
 record per judged sample, flushed as soon as it is known: a re-run is free and a killed evaluation
 resumes where it stopped. Expected outputs derived from reference solutions (HumanEval+/MBPP+), and
 with `calibrate` the reference solutions' times, are cached in the same file, so a resumed run
-judges with the limits the first one measured.
+judges with the limits the first one measured (outputs too large for one cache line, over the
+judge's value budget, are not cached: a resumed run computes them again).
 
 Cost: each verdict record also names the judging session that wrote it (its start time) and the
 wall seconds from that session's start to the verdict. results.json's `cost` is computed from the
@@ -35,7 +36,7 @@ from codeplan.data import load_problems
 from codeplan.errors import InputError
 from codeplan.jsonl import JsonlAppender, iter_jsonl, write_json
 from codeplan.judge import Judge, JudgeConfig, JudgeTask, ProgramResult
-from codeplan.judge._worker import decode_value, encode_value
+from codeplan.judge._worker import TooLarge, decode_value, encode_value
 from codeplan.metrics import SampleScore, aggregate, aggregate_by_difficulty
 from codeplan.output_lock import locks_output
 from codeplan.problems import Problem
@@ -197,7 +198,11 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
             if problem.outputs_from_solution and key not in references and judge.references.outputs(problem) is not None:
                 references[key] = judge.references.outputs(problem)
                 values, cpu = references[key]
-                cache.write({"reference": key, "values": encode_value(values), "cpu": cpu})
+                try:
+                    cache.write({"reference": key, "values": encode_value(values), "cpu": cpu})
+                except TooLarge:  # a cache line of that size would cost more than running the reference again
+                    tqdm.write(f"evaluate: {problem.id}: the reference's outputs are too large to cache; "
+                          "a resumed run computes them again", file=sys.stderr)
             elif not problem.outputs_from_solution and key not in timings and judge.references.time(problem) is not None:
                 timings[key] = judge.references.time(problem)
                 cache.write({"timing": key, "cpu": timings[key]})

@@ -150,3 +150,24 @@ def test_calibrated_evaluation_times_each_reference_once_and_resumes_with_it(tmp
     with samples.open("a") as handle:
         handle.write(json.dumps({"problem_id": "add", "code": GOOD_ADD}) + "\n")
     assert evaluate(config(tmp_path, calibrate=True))["verdicts"] == {"timeout": 1, "pass": 1}
+
+
+def test_reference_outputs_too_large_to_cache_still_judge_and_resume(tmp_path):
+    # HumanEval/130's reference returns long lists of big numbers for ~1,000 inputs: together more
+    # values than one cache line may hold. The evaluation must judge with them all the same.
+    reference = "def zeros(n):\n    return [0] * n\n"
+    write_problems(tmp_path / "problems.jsonl", [Problem(
+        id="zeros", statement="", kind="call", entry_point="zeros", outputs_from_solution=True, atol=0.0,
+        solutions=[reference], hidden_tests=[TestCase(input=[1_100_000]), TestCase(input=[1_100_000]), TestCase(input=[3])])])
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"problem_id": "zeros", "code": reference}) + "\n"
+                       + json.dumps({"problem_id": "zeros", "code": "def zeros(n):\n    return [0] * min(n, 5)\n"}) + "\n")
+    report = evaluate(config(tmp_path))
+    assert report["verdicts"] == {"pass": 1, "wrong_answer": 1}
+    assert report["problems"]["zeros"]["samples"][1]["tests_passed"] == 1  # only the short test
+    cache = [json.loads(line) for line in (tmp_path / "results.json.cache.jsonl").read_text().splitlines()]
+    assert not [record for record in cache if "reference" in record]  # too large: not cached
+    # Resumed with one more sample: the outputs are computed again and the new program judged.
+    with samples.open("a") as handle:
+        handle.write(json.dumps({"problem_id": "zeros", "code": "def zeros(n):\n    return [1] * n\n"}) + "\n")
+    assert evaluate(config(tmp_path))["verdicts"] == {"pass": 1, "wrong_answer": 2}
