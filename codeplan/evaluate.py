@@ -98,7 +98,7 @@ def verdict_key(judge: Judge, problem: Problem, code: str, cfg: EvaluateConfig) 
         "setup": problem.test_setup, "tests": [t.model_dump(mode="json") for t in tests],
         "public": [t.model_dump(mode="json") for t in problem.public_tests] if problem.outputs_from_solution else None,
         "reference": problem.solutions[:1] if problem.outputs_from_solution else None, "atol": problem.atol,
-        "limits": judge.limits(problem), "strict": cfg.judge.strict, "sandbox": cfg.judge.sandbox,
+        "limits": judge.limits(problem), "max_timeouts": judge.cfg.max_timeouts, "strict": cfg.judge.strict, "sandbox": cfg.judge.sandbox,
         "hide_asserts": judge.cfg.hide_assert_expected,
         "calibrate": [judge.cfg.calibrate_factor, judge.cfg.calibrate_min] if judge.cfg.calibrate else judge.cfg.calibrate_factor,
         "arg_types": [problem.metadata.get(key) for key in ("tuple_args", "arg_types")] if problem.outputs_from_solution else None,

@@ -260,3 +260,21 @@ def test_first_failing_test_is_kept_bounded(judge):
     assertion = run_one(judge, MBPP, "def square(x):\n    return x * x if x > 0 else 0\n")
     assert assertion.failure["test"] == 1 and "square(-2)" in assertion.failure["input"]
     assert run_one(judge, SUM, "a, b = map(int, input().split())\nprint(a + b)\n").failure is None
+
+
+def test_a_program_stops_after_timeouts_in_a_row_and_the_next_one_runs():
+    """A looping program is stopped after `max_timeouts` timed-out tests in a row (not one limit per
+    test for all of them); a pass in between resets the count, and the judge goes on judging."""
+    echo = Problem(id="echo", statement="", kind="stdin",
+                   hidden_tests=[TestCase(input=f"{n}\n", output=f"{n}\n") for n in (0, 0, 1, 0, 0, 0, 0, 1, 1, 1)])
+    slow_on_zero = "n = int(input())\nwhile n == 0:\n    pass\nprint(n)\n"
+    with Judge(JudgeConfig(workers=1, timeout=0.3, max_timeouts=3)) as capped:
+        looping, echoing = capped.run([JudgeTask(problem=echo, code="while True:\n    pass\n"),
+                                       JudgeTask(problem=echo, code="print(input())\n")])
+        mixed = run_one(capped, echo, slow_on_zero)
+    assert looping.verdict == "timeout" and looping.test_verdicts == ["timeout"] * 3
+    assert (looping.tests_passed, looping.tests_total) == (0, 10) and "7 tests not run" in looping.detail
+    assert echoing.verdict == "pass" and echoing.tests_passed == 10  # on a fresh worker
+    # 0 0 1 0 0 0: the pass resets the count; the third timeout in a row stops it.
+    assert mixed.test_verdicts == ["timeout", "timeout", "pass", "timeout", "timeout", "timeout"]
+    assert (mixed.tests_passed, mixed.tests_total) == (1, 10)

@@ -43,6 +43,9 @@ class JudgeConfig(BaseModel):
     site_packages: bool = Field(True, description="Let programs import the judge's third-party packages (numpy).")
     hide_assert_expected: bool = Field(True, description="`assert f(x) == LITERAL`: evaluate f(x) in the sandbox, compare outside.")
     recursion_limit: int = Field(1000, description="Python recursion limit of programs.")
+    # A program that loops forever would otherwise time out on every test in turn: on HumanEval+
+    # (about 1,000 tests a problem) that is over an hour for one program.
+    max_timeouts: int = Field(3, ge=0, description="Stop a program after this many timed-out tests in a row; its remaining tests count as failed, unrun (0: run every test).")
     # The program process's seccomp policy (codeplan/judge/policy.py): "auto" = an allowlist on
     # x86_64/aarch64, Docker's refusals as a denylist elsewhere; "off" only to measure its cost.
     syscall_policy: Literal["auto", "allowlist", "denylist", "off"] = Field("auto", description="Seccomp policy of program processes: auto (allowlist on x86_64/aarch64), allowlist, denylist, off (only to measure its cost).")

@@ -290,7 +290,10 @@ class Judge:
         try:
             for attempt in range(2):
                 try:
-                    return self._judge_on(worker, task)
+                    result = self._judge_on(worker, task)
+                    if not worker.alive:  # stopped mid-program (timeouts in a row): the next gets a fresh one
+                        worker = self._replace(worker)
+                    return result
                 except (WorkerError, ValueError, KeyError) as err:
                     if self._closing:
                         raise
@@ -344,6 +347,7 @@ class Judge:
         sent = 1 if task.early_exit else total
         job["run"] = [message for message, _ in messages[:sent]]
         passed, verdicts, cpu, first_fail, detail, failure = 0, [], 0.0, None, "", None
+        timeouts, cap = 0, self.cfg.max_timeouts if not probing and test_cpu is None else None
         try:
             reply = self._send_program(worker, job, 60.0 + len(task.code) / 1e5)
             if "error" in reply:
@@ -371,6 +375,7 @@ class Judge:
                 except OverflowError:  # e.g. an int past float range where a float is expected: not close
                     verdict, why = "wrong_answer", "returned a number too large to compare"
                 verdicts.append(verdict)
+                timeouts = timeouts + 1 if verdict == "timeout" else 0
                 if verdict == "pass":
                     passed += 1
                     continue
@@ -378,6 +383,11 @@ class Judge:
                     first_fail, detail = verdict, f"test {index}: {why}"
                     failure = failure_snippet(index, tests[index], message, raw, expected)
                 if sent == index + 1 and (verdict == "compile_error" or task.early_exit):
+                    break
+                if cap and timeouts >= cap and index + 1 < total:
+                    # The worker is running the rest already: stopping it is the only way to skip them.
+                    worker.kill()
+                    detail += f"; stopped after {cap} timeouts in a row, {total - index - 1} tests not run"
                     break
         except BaseException:
             worker.kill()  # broken or interrupted mid-program: never reused (the caller replaces it)
