@@ -202,7 +202,7 @@ def _judge_missing(judge: Judge, cfg: EvaluateConfig, samples: list[tuple[str, s
                     cache.write({"reference": key, "values": encode_value(values), "cpu": cpu})
                 except TooLarge:  # a cache line of that size would cost more than running the reference again
                     tqdm.write(f"evaluate: {problem.id}: the reference's outputs are too large to cache; "
-                          "a resumed run computes them again", file=sys.stderr)
+                               "a resumed run computes them again", file=sys.stderr)
             elif not problem.outputs_from_solution and key not in timings and judge.references.time(problem) is not None:
                 timings[key] = judge.references.time(problem)
                 cache.write({"timing": key, "cpu": timings[key]})
